@@ -1,0 +1,157 @@
+"""`SessionSpanProcessor`: stamps spans with their session and exports them in the background.
+
+Adding it to a `TracerProvider` you own is all it takes to record that provider's spans in a run
+directory. Spans wait in a bounded queue that a named daemon thread drains at least every
+`flush_interval_s`; when the queue is full, spans are dropped and counted, never blocking the agent.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import weakref
+from pathlib import Path
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from instrumentation import _context
+from instrumentation.exporter import RunDirExporter
+from profiler import semconv
+
+logger = logging.getLogger(__name__)
+THREAD_NAME = "sessionprof-exporter"
+
+
+class SessionSpanProcessor(SpanProcessor):
+    """Batching span processor that never blocks or raises into the code it watches."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter | None = None,
+        *,
+        run_dir: str | Path | None = None,
+        max_queue_size: int = 65_536,
+        max_batch_size: int = 2_048,
+        flush_interval_s: float = 0.5,
+    ) -> None:
+        """Export to `exporter`, or to a `RunDirExporter` for `run_dir`.
+
+        Raises:
+            ValueError: neither or both of `exporter` and `run_dir` given, or a non-positive size.
+        """
+        if (exporter is None) == (run_dir is None):
+            raise ValueError("give exactly one of exporter= or run_dir=")
+        if max_queue_size <= 0 or max_batch_size <= 0 or flush_interval_s <= 0:
+            raise ValueError("max_queue_size, max_batch_size and flush_interval_s must be positive")
+        self.exporter = exporter if exporter is not None else RunDirExporter(run_dir)  # type: ignore[arg-type]
+        self.max_queue_size = max_queue_size
+        self.max_batch_size = max_batch_size
+        self.flush_interval_s = flush_interval_s
+        self.dropped_spans = 0
+        self.failed_exports = 0
+        self.internal_errors = 0
+        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self._wake = threading.Event()
+        self._export_lock = threading.Lock()
+        self._shutdown = False
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        _register_fork_handler(self)
+
+    # --- SpanProcessor -------------------------------------------------------------------------
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Stamp the span with the active session's conversation id, unless it has one."""
+        try:
+            session = _context.current_session()
+            if session is not None and not (span.attributes or {}).get(semconv.CONVERSATION_ID):
+                span.set_attribute(semconv.CONVERSATION_ID, session.session_id)
+        except Exception:  # noqa: BLE001 - never raise into the agent
+            self.internal_errors += 1
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue the finished span; drop and count it if the queue is full."""
+        if self._shutdown:
+            self.dropped_spans += 1
+            return
+        if len(self._queue) >= self.max_queue_size:
+            self.dropped_spans += 1
+            return
+        self._queue.append(span)
+        if self._thread is None or self._pid != os.getpid():
+            self._start_worker()
+        if len(self._queue) >= self.max_batch_size:
+            self._wake.set()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        """Export everything queued now, in the caller's thread."""
+        self._drain()
+        return True
+
+    def shutdown(self) -> None:
+        """Flush, stop the worker and shut the exporter down. Idempotent."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+        self._drain()
+        try:
+            self.exporter.shutdown()
+        except Exception:  # noqa: BLE001
+            self.internal_errors += 1
+
+    # --- internals ------------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        with self._export_lock:
+            if self._thread is not None and self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._shutdown:
+            self._wake.wait(self.flush_interval_s)
+            self._wake.clear()
+            self._drain()
+
+    def _drain(self) -> None:
+        with self._export_lock:
+            while self._queue:
+                batch = []
+                while self._queue and len(batch) < self.max_batch_size:
+                    batch.append(self._queue.popleft())
+                try:
+                    result = self.exporter.export(batch)
+                except Exception:  # noqa: BLE001 - a third-party exporter may raise
+                    result = SpanExportResult.FAILURE
+                if result is not SpanExportResult.SUCCESS:
+                    self.failed_exports += len(batch)
+
+    def _after_fork(self) -> None:
+        # The worker thread does not survive fork: the child starts its own on its first span.
+        self._thread = None
+        self._export_lock = threading.Lock()
+        self._queue.clear()
+
+
+_processors: weakref.WeakSet[SessionSpanProcessor] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for processor in list(_processors):
+        processor._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _register_fork_handler(processor: SessionSpanProcessor) -> None:
+    _processors.add(processor)

@@ -1,0 +1,216 @@
+"""`profiler.session()`: open a session, sample the GPUs, record every step, give back the result."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from instrumentation import _context, threads
+from instrumentation.decorators import counters
+from profiler import semconv
+from profiler.backends import select_backend
+from profiler.errors import GpuUnavailableError
+from profiler.gpu import GpuBackend
+from profiler.host import host_info
+from profiler.pricing import Prices, load_prices
+from profiler.readers.samples import SAMPLES_FILE
+from profiler.run_dir import ENV_SAMPLER, create_run_dir, read_meta, resolve_run_dir, write_meta
+from profiler.sampler import GpuSampler, process_tree
+
+logger = logging.getLogger(__name__)
+_notice_lock = threading.Lock()
+_notified = False
+
+
+def _notice(message: str) -> None:
+    """Print a one-line notice to stderr, once per process."""
+    global _notified
+    with _notice_lock:
+        if not _notified:
+            _notified = True
+            print(f"sessionprof: {message}", file=sys.stderr)
+
+
+class Session:
+    """An open (or finished) profiling session. Use `profiler.session()` to make one."""
+
+    def __init__(self, name: str | None, run_dir: str | Path | None, gpu: str | GpuBackend,
+                 sample_interval_s: float, prices: Prices | None, policy: str) -> None:
+        """Record the settings; nothing starts until the session is entered."""
+        self.name = name or "session"
+        self.session_id = uuid.uuid4().hex
+        self.path = resolve_run_dir(run_dir)
+        self.gpu = gpu
+        self.sample_interval_s = sample_interval_s
+        self.prices = prices
+        self.policy = policy
+        self.sampler: GpuSampler | None = None
+        self.recorder: _context.Recorder
+        self._span: trace.Span | None = None
+        self._tokens: list[Any] = []
+        self._started_ns = 0
+        self._ledger: Any = None
+        self.closed = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> Session:
+        """Start sampling and tracing; the body's steps become this session's."""
+        create_run_dir(self.path)
+        self._started_ns = time.time_ns()
+        if os.environ.get(ENV_SAMPLER, "").lower() != "off":
+            self._start_sampler()
+        self.recorder = _context.recorder_for(str(self.path), self.name)
+        threads.install()
+        try:
+            self._span = self.recorder.tracer.start_span(
+                f"session {self.name}",
+                attributes={semconv.OPERATION: semconv.OP_INVOKE_WORKFLOW, semconv.WORKFLOW_NAME: self.name,
+                            semconv.SESSION_ROOT: True, semconv.SESSION_NAME: self.name,
+                            semconv.CONVERSATION_ID: self.session_id},
+            )
+            self._tokens.append(otel_context.attach(trace.set_span_in_context(self._span)))
+        except Exception:  # noqa: BLE001 - tracing trouble must not stop the agent
+            counters.internal_errors += 1
+            self._span = None
+        self._tokens.append(_context.enter_session(self))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        """End the session: flush spans, stop the sampler, write run.json. Never raises."""
+        try:
+            self._close(exc)
+        except Exception:  # noqa: BLE001
+            counters.internal_errors += 1
+            logger.warning("sessionprof: could not close the session cleanly", exc_info=True)
+
+    async def __aenter__(self) -> Session:
+        """Async form of `__enter__`."""
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        """Async form of `__exit__`."""
+        self.__exit__(exc_type, exc, tb)
+
+    def _start_sampler(self) -> None:
+        backend = select_backend(self.gpu)
+        root_pid = os.getpid()
+        self.sampler = GpuSampler(backend, self.path / SAMPLES_FILE, interval_s=self.sample_interval_s,
+                                  pids=lambda: process_tree(root_pid))
+        self.sampler.start()
+        if not self.sampler.gpus:
+            if self.gpu == "nvml":
+                raise GpuUnavailableError(self.sampler.unavailable_reason or "no GPU")
+            _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
+        self._write_meta("running")
+
+    def _close(self, exc: BaseException | None) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._tokens:
+            _context.exit_session(self._tokens.pop())
+        if self._span is not None:
+            if exc is not None:
+                self._span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
+                self._span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
+            self._span.end()
+        while self._tokens:
+            try:
+                otel_context.detach(self._tokens.pop())
+            except Exception:  # noqa: BLE001
+                counters.internal_errors += 1
+        self.recorder.flush()
+        if self.sampler is not None:
+            self.sampler.stop()
+            self._write_meta("complete")
+
+    def _write_meta(self, status: str) -> None:
+        sampler = self.sampler
+        previous = read_meta(self.path)
+        prices = self.prices or load_prices()
+        processor = self.recorder.processor if hasattr(self, "recorder") else None
+        meta = {
+            "run_id": self.path.name,
+            "status": status,
+            "started_ns": previous.get("started_ns", self._started_ns),
+            "ended_ns": time.time_ns() if status == "complete" else None,
+            "host": host_info(),
+            "command": sys.argv,
+            "gpu_backend": sampler.backend.name if sampler else None,
+            "gpu_unavailable_reason": sampler.unavailable_reason if sampler else None,
+            "gpus": [_gpu_json(info, sampler) for info in sampler.gpus] if sampler else [],
+            "clock": sampler.clock.to_json() if sampler and hasattr(sampler.clock, "to_json") else None,
+            "sampler": {"interval_s": self.sample_interval_s, "slow_every": sampler.slow_every,
+                        **sampler.stats.to_json()} if sampler else None,
+            "prices": prices.to_json(),
+            "dropped": {
+                "spans": processor.dropped_spans if processor else 0,
+                "spans_failed_export": processor.failed_exports if processor else 0,
+                "profiler_internal_errors": counters.internal_errors,
+                "sample_read_errors": sampler.stats.read_errors if sampler else 0,
+            },
+            "sessions": [*previous.get("sessions", []), {"id": self.session_id, "name": self.name}]
+            if status == "running" else previous.get("sessions", []),
+        }
+        write_meta(self.path, meta)
+
+    # --- results --------------------------------------------------------------------------------
+    @property
+    def ledger(self) -> Any:
+        """The attributed ledger of this session's run directory (computed on first use)."""
+        if self._ledger is None:
+            from profiler.attribution import attribute
+            from profiler.loading import load
+
+            self.recorder.flush()
+            self._ledger = attribute(load(self.path), prices=self.prices or load_prices(),
+                                     policy=self.policy)  # type: ignore[arg-type]
+        return self._ledger
+
+    def report(self, format: str = "table", **options: Any) -> str:
+        """The ledger rendered as text (`table`, `markdown`, `json` or `csv`)."""
+        from reports import render
+
+        return render(self.ledger, format, **options)
+
+
+def _gpu_json(info: Any, sampler: GpuSampler) -> dict[str, Any]:
+    data = info.to_json()
+    first = sampler.first_rows.get(info.uuid)
+    if first is not None and first[4] is not None:
+        data["mem_baseline_bytes"] = first[4]
+    return data
+
+
+def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: str | GpuBackend = "auto",
+            sample_interval_s: float = 0.1, prices: Prices | None = None, policy: str = "equal") -> Session:
+    """Open a profiling session (a sync or async context manager).
+
+    Args:
+        name: a label for the session, shown in reports.
+        run_dir: the run's own directory; default: $SESSIONPROF_RUN_DIR, else a new directory
+            under ./.sessionprof/runs/.
+        gpu: `auto` (NVML if present, else a CPU-only run with one notice), `nvml` (fail without a
+            GPU), `none`, `replay:<samples.csv>`, or a `GpuBackend`.
+        sample_interval_s: seconds between GPU readings.
+        prices: GPU, energy and carbon factors; default from flags, environment and sessionprof.toml.
+        policy: how concurrent steps share a GPU slice (`equal` or `tokens`).
+
+    Returns:
+        The session; after the `with` block, `.ledger`, `.report()` and `.path` give the result.
+    """
+    return Session(name, run_dir, gpu, sample_interval_s, prices, policy)
+
+
+atexit.register(_context.shutdown_all)

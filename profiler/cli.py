@@ -1,0 +1,219 @@
+"""`sessionprof`: run an agent under the profiler, report on a run or any trace file, list GPUs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from profiler.errors import ProfilerError
+
+app = typer.Typer(
+    name="sessionprof",
+    help="What did this agent session cost, and which step spent it? Tokens, dollars, GPU joules and GiB*s per step.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+_state = {"debug": False}
+
+Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown")]
+By = Annotated[str, typer.Option("--by", help="step (tree) | tool | model | session | kind")]
+Top = Annotated[Optional[int], typer.Option("--top", min=1, help="Only the N costliest steps or groups.")]
+Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")]
+Policy = Annotated[str, typer.Option("--policy", help="How concurrent steps share a GPU: equal | tokens.")]
+GpuRate = Annotated[Optional[float], typer.Option("--gpu-usd-per-hour", help="GPU rental rate, $/GPU-hour.")]
+EnergyPrice = Annotated[Optional[float], typer.Option("--energy-usd-per-kwh", help="Electricity price, $/kWh.")]
+Pue = Annotated[Optional[float], typer.Option("--pue", help="Data-centre PUE (>= 1).")]
+Carbon = Annotated[Optional[float], typer.Option("--carbon-g-per-kwh", help="Grid intensity, gCO2e/kWh.")]
+Region = Annotated[Optional[str], typer.Option("--region", help="Grid region for carbon: world, us, eu, fr, ...")]
+Config = Annotated[Optional[Path], typer.Option("--config", help="Config file (default ./sessionprof.toml).")]
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="sessionprof: %(message)s")
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn our errors into one line on stderr and exit code 1 (tracebacks with --debug)."""
+    try:
+        yield
+    except (ProfilerError, ValueError, OSError) as err:
+        if _state["debug"]:
+            raise
+        typer.echo(f"sessionprof: error: {err}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _prices(config: Path | None, **flags: Any) -> Any:
+    from profiler.pricing import load_prices
+
+    return load_prices(config=config, **flags)
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"report written to {output}", err=True)
+
+
+def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
+    """A progress bar on stderr for long loads (only on a terminal)."""
+    if not sys.stderr.isatty():
+        return None, lambda: None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("loading", BarColumn(), DownloadColumn(), TimeRemainingColumn(), transient=True,
+                   console=__import__("rich.console").console.Console(stderr=True))
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            if total < 20_000_000:
+                return
+            bar.start()
+            task = bar.add_task("load", total=total)
+        bar.update(task, completed=done)
+
+    return update, bar.stop
+
+
+@app.command()
+def report(
+    path: Annotated[Path, typer.Argument(help="A run directory or a trace file (OTLP JSON, ...).")],
+    gpu_samples: Annotated[Optional[Path], typer.Option("--gpu-samples", help="GPU telemetry to join: our "
+                                                        "samples.csv or an nvidia-smi CSV.")] = None,
+    tz: Annotated[Optional[str], typer.Option("--tz", help="Time zone of nvidia-smi timestamps (default: this "
+                                              "machine's).")] = None,
+    format: Format = "table",
+    by: By = "step",
+    top: Top = None,
+    output: Output = None,
+    policy: Policy = "equal",
+    gpu_usd_per_hour: GpuRate = None,
+    energy_usd_per_kwh: EnergyPrice = None,
+    pue: Pue = None,
+    carbon_g_per_kwh: Carbon = None,
+    region: Region = None,
+    config: Config = None,
+) -> None:
+    """Attribute a recorded run (or another tool's trace) and print its per-step costs."""
+    from profiler.attribution import attribute
+    from profiler.loading import load
+    from reports import render
+
+    with _user_errors():
+        _check_choice("--format", format, ("table", "json", "csv", "markdown"))
+        _check_choice("--by", by, ("step", "tool", "model", "session", "kind"))
+        prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
+                         pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
+        update, done = _progress()
+        try:
+            run = load(path, gpu_samples, tz=tz, progress=update)
+        finally:
+            done()
+        ledger = attribute(run, policy=policy, prices=prices)  # type: ignore[arg-type]
+        _emit(render(ledger, format, by=by, top=top, color=output is None and sys.stdout.isatty()), output)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="The run's directory (default: a new one "
+                                                    "under ./.sessionprof/runs).")] = None,
+    gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
+    interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    format: Format = "table",
+    by: By = "step",
+    top: Top = None,
+    output: Output = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")] = False,
+    policy: Policy = "equal",
+    gpu_usd_per_hour: GpuRate = None,
+    energy_usd_per_kwh: EnergyPrice = None,
+    pue: Pue = None,
+    carbon_g_per_kwh: Carbon = None,
+    region: Region = None,
+    config: Config = None,
+) -> None:
+    """Run CMD (after `--`) with the GPUs sampled and its decorated steps recorded, then report.
+
+    Exits with CMD's exit code.
+    """
+    from profiler.runner import run_command
+
+    command = list(ctx.args)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        typer.echo("sessionprof: error: give the command to run after --, e.g. sessionprof run -- python agent.py",
+                   err=True)
+        raise typer.Exit(2)
+    with _user_errors():
+        _check_choice("--format", format, ("table", "json", "csv", "markdown"))
+        prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
+                         pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
+        result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices)
+    if not no_report:
+        from profiler.attribution import attribute
+        from profiler.loading import load
+        from reports import render
+
+        try:
+            ledger = attribute(load(result.path), policy=policy, prices=prices)  # type: ignore[arg-type]
+            _emit(render(ledger, format, by=by, top=top, color=output is None and sys.stdout.isatty()), output)
+        except ProfilerError as err:
+            typer.echo(f"sessionprof: could not report on the run: {err}", err=True)
+    typer.echo(f"run directory: {result.path}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def gpus() -> None:
+    """List the GPUs NVML sees and the fields each supports (or say there are none)."""
+    from profiler.nvml import probe_gpus
+
+    devices, reason = probe_gpus()
+    if not devices:
+        typer.echo(f"no GPU: {reason}")
+        return
+    for info in devices:
+        supported = ", ".join(k for k, v in info.supports.items() if v) or "none"
+        missing = ", ".join(k for k, v in info.supports.items() if not v)
+        typer.echo(f"GPU {info.index}: {info.name}  {info.uuid}")
+        typer.echo(f"  supports: {supported}")
+        if missing:
+            typer.echo(f"  not supported: {missing}")
+        for key in ("driver_version", "architecture", "power_limit_w", "memory_total_bytes", "mig_mode"):
+            if key in info.details:
+                typer.echo(f"  {key}: {info.details[key]}")
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{option} must be one of {', '.join(choices)}, not {value!r}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,263 @@
+"""The `Ledger`: the attributed, per-step view of a run, with totals, provenance and checks.
+
+A Ledger is derived, never stored as the source of truth: re-attribute a `Run` with other prices
+or another policy at any time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from profiler import semconv
+from profiler.model import TOKEN_COLUMNS, Run
+from profiler.pricing import Prices
+from profiler.timeline import QUANTITIES, GpuTimeline
+from profiler.tree import UNATTRIBUTED_KIND, subtree_sums
+
+KWH_PER_J = 1.0 / 3.6e6
+COST_COLUMNS = ("api_cost_usd", "gpu_cost_usd", "energy_cost_usd", "total_cost_usd")
+#: Columns that have a `self_` twin (what the step received itself, children excluded).
+INCLUSIVE_COLUMNS = ("wall_s", *QUANTITIES, *TOKEN_COLUMNS, *COST_COLUMNS, "co2_g", "unpriced_calls")
+GROUP_KEYS = ("step", "tool", "model", "session", "kind")
+
+
+@dataclass
+class Ledger:
+    """Per-step costs of a run."""
+
+    steps: pd.DataFrame
+    """One row per step, one `session` row per session (its overhead) and one `unattributed` row.
+    Columns are inclusive (the step and everything under it) with `self_` twins."""
+    totals: dict[str, Any]
+    """Whole-run figures; each measured quantity equals its device total."""
+    checks: dict[str, Any]
+    """Conservation per GPU and quantity, unpriced models, estimated figures, warnings."""
+    run: dict[str, Any] = field(default_factory=dict)
+    """Run metadata: id, source, status, GPUs, prices used, policy."""
+    samples: pd.DataFrame | None = None
+    """The run's raw GPU samples (`Run.samples`), for renderers that draw power and memory."""
+
+    def group_by(self, key: str) -> pd.DataFrame:
+        """Sum the self columns of the steps by `tool`, `model`, `session`, `kind` (or `step`: as is)."""
+        if key not in GROUP_KEYS:
+            raise ValueError(f"cannot group by {key!r} (choose from {', '.join(GROUP_KEYS)})")
+        if key == "step":
+            return self.steps
+        column = {"tool": "tool_name", "model": "model", "session": "session_id", "kind": "kind"}[key]
+        frame = self.steps
+        if key == "tool":
+            frame = frame[frame["kind"] == "execute_tool"]
+        elif key == "model":
+            frame = frame[frame["bills_usage"]]
+        self_cols = [f"self_{c}" for c in INCLUSIVE_COLUMNS if f"self_{c}" in frame]
+        grouped = frame.groupby(frame[column].fillna("(none)"), sort=False)[self_cols].sum(min_count=1)
+        grouped.insert(0, "count", frame.groupby(frame[column].fillna("(none)"), sort=False).size())
+        grouped.columns = ["count", *[c.removeprefix("self_") for c in self_cols]]
+        return grouped.sort_values("total_cost_usd", ascending=False, na_position="last").reset_index(
+            names=key)
+
+    def tree_order(self) -> pd.DataFrame:
+        """The steps in depth-first order (children by start time), as a tree is read; the
+        `unattributed` row last."""
+        steps = self.steps
+        children: dict[Any, list[int]] = {}
+        for pos, (parent_id, start) in enumerate(zip(steps["parent_span_id"], steps["start_ns"])):
+            children.setdefault(parent_id, []).append(pos)
+        for kids in children.values():
+            kids.sort(key=lambda p: (steps["start_ns"].iat[p], p))
+        order: list[int] = []
+        known = set(steps["span_id"])
+        stack = [p for p in reversed(children.get(None, []))]
+        stack += [p for pid, kids in children.items() if pid is not None and pid not in known for p in kids]
+        seen: set[int] = set()
+        while stack:
+            pos = stack.pop()
+            if pos in seen:
+                continue
+            seen.add(pos)
+            order.append(pos)
+            stack.extend(reversed(children.get(steps["span_id"].iat[pos], [])))
+        order += [p for p in range(len(steps)) if p not in seen]
+        unattributed = [p for p in order if steps["kind"].iat[p] == UNATTRIBUTED_KIND]
+        order = [p for p in order if p not in unattributed] + unattributed
+        return steps.iloc[order]
+
+    def to_json(self) -> dict[str, Any]:
+        """Return `{"run", "totals", "steps", "checks"}`, JSON-ready (NaN becomes null)."""
+        steps = self.steps.drop(columns=["bills_usage"], errors="ignore")
+        records = [{k: _json_value(v) for k, v in row.items()} for row in steps.to_dict("records")]
+        return {"run": _json_tree(self.run), "totals": _json_tree(self.totals), "steps": records,
+                "checks": _json_tree(self.checks)}
+
+
+def build_ledger(
+    *, run: Run, steps: pd.DataFrame, parent: np.ndarray, depth: np.ndarray, self_values: dict[str, np.ndarray],
+    measured_any: dict[str, bool], self_wall_s: np.ndarray, tokens: dict[str, np.ndarray], api_cost: np.ndarray,
+    api_source: list[str | None], api_detail: list[str], gpu_cost: np.ndarray | None, prices: Prices,
+    timelines: list[GpuTimeline], conservation: dict[str, Any], sources: dict[str, list[str]], policy: str,
+) -> Ledger:
+    """Assemble the ledger frame from the engine's arrays (all indexed by step row; the row after
+    the last step is `unattributed`)."""
+    n = len(steps)
+    parent_all = np.concatenate([parent, [-1]])
+    depth_all = np.concatenate([depth, [0]])
+    out = _identity_columns(steps, run)
+    out["depth"] = depth_all
+    out["wall_s"] = out["self_wall_s"] = np.nan
+    out.loc[: n - 1, "wall_s"] = (steps["end_ns"].to_numpy() - steps["start_ns"].to_numpy()) / 1e9
+    out["self_wall_s"] = np.concatenate([self_wall_s, [np.nan]])
+
+    columns: dict[str, np.ndarray] = {}
+    for quantity in QUANTITIES:
+        columns[quantity] = self_values[quantity] if measured_any[quantity] else np.full(n + 1, np.nan)
+    for col in TOKEN_COLUMNS:
+        columns[col] = np.concatenate([np.nan_to_num(tokens[col]), [0.0]])
+    columns["api_cost_usd"] = np.concatenate([api_cost, [np.nan]])
+    columns["unpriced_calls"] = np.concatenate([[s == "unpriced" for s in api_source], [False]]).astype(float)
+    columns["gpu_cost_usd"] = gpu_cost if gpu_cost is not None else np.full(n + 1, np.nan)
+    energy_kwh = columns["energy_j"] * KWH_PER_J * prices.pue
+    columns["energy_cost_usd"] = energy_kwh * prices.energy_usd_per_kwh
+    columns["co2_g"] = energy_kwh * prices.carbon_intensity_g_per_kwh
+    parts = np.vstack([columns["api_cost_usd"], columns["gpu_cost_usd"], columns["energy_cost_usd"]])
+    # A step's total is the sum of its known parts; unpriced parts are counted in `unpriced_calls`.
+    columns["total_cost_usd"] = np.where(np.isnan(parts).all(axis=0), np.nan, np.nansum(parts, axis=0))
+
+    for name, values in columns.items():
+        measured = not np.isnan(values).all()
+        inclusive = subtree_sums(values, parent_all, depth_all)
+        out[f"self_{name}"] = values
+        out[name] = np.where(np.isnan(values) & ~_has_measured_descendant(values, parent_all, depth_all),
+                             np.nan, inclusive) if measured else np.nan
+    out["bills_usage"] = np.concatenate([steps["bills_usage"].to_numpy(dtype=bool), [False]])
+    out["api_cost_source"] = [*api_source, None]
+    out["api_price_detail"] = [*api_detail, ""]
+    out["tokens_source"] = np.where(out["bills_usage"], "provider-reported", None)
+    out["energy_source"] = "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"
+    out["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
+    out["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
+    out["energy_estimated"] = _estimated(out, timelines)
+    ordered = _order_columns(out)
+    totals = _totals(ordered, timelines, measured_any, prices)
+    checks = _checks(ordered, conservation, run)
+    checks["stand_in_calls"] = int(sum(bool((a or {}).get(semconv.STAND_IN_MODEL)) for a in steps["attributes"]))
+    meta = {k: v for k, v in run.meta.items() if k not in ("spans",)}
+    meta.update({"source": str(run.source) if run.source else None, "policy": policy, "prices": prices.to_json()})
+    return Ledger(steps=ordered, totals=totals, checks=checks, run=meta, samples=run.samples)
+
+
+def _identity_columns(steps: pd.DataFrame, run: Run) -> pd.DataFrame:
+    ident = steps[["span_id", "parent_span_id", "trace_id", "session_id", "name", "kind", "status", "start_ns",
+                   "end_ns", "model", "provider", "remote"]].copy()
+    ident["tool_name"] = [
+        (a or {}).get("gen_ai.tool.name") or (n.split(" ", 1)[1] if k == "execute_tool" and " " in n else None)
+        for a, n, k in zip(steps["attributes"], steps["name"], steps["kind"])
+    ]
+    ident["error_type"] = [(a or {}).get("error.type") for a in steps["attributes"]]
+    window_start = int(steps["start_ns"].min()) if len(steps) else 0
+    window_end = int(steps["end_ns"].max()) if len(steps) else 0
+    if len(run.samples):
+        window_start = min(window_start or int(run.samples["t_ns"].min()), int(run.samples["t_ns"].min()))
+        window_end = max(window_end, int(run.samples["t_ns"].max()))
+    unattributed = {"span_id": "unattributed", "parent_span_id": None, "trace_id": None, "session_id": None,
+                    "name": "(unattributed: GPU time outside every session)", "kind": UNATTRIBUTED_KIND,
+                    "status": "unset", "start_ns": window_start, "end_ns": window_end, "model": None,
+                    "provider": None, "remote": False, "tool_name": None, "error_type": None}
+    return pd.concat([ident, pd.DataFrame([unattributed])], ignore_index=True)
+
+
+def _has_measured_descendant(values: np.ndarray, parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    present = subtree_sums(np.where(np.isnan(values), 0.0, 1.0), parent, depth)
+    return present > 0
+
+
+def _estimated(out: pd.DataFrame, timelines: list[GpuTimeline]) -> np.ndarray:
+    """Energy is estimated where it was integrated from power, or the step is shorter than two
+    updates of the sensor."""
+    if not timelines:
+        return np.zeros(len(out), dtype=bool)
+    integrated = any(t.sources.get("energy_j") == "measured:integrated-power" for t in timelines)
+    periods = [t.update_period_s for t in timelines if math.isfinite(t.update_period_s)]
+    period_s = max(periods) if periods else 0.1
+    return (np.full(len(out), integrated) | (out["wall_s"].fillna(0).to_numpy() < 2 * period_s)) & out[
+        "energy_j"
+    ].notna().to_numpy()
+
+
+def _order_columns(out: pd.DataFrame) -> pd.DataFrame:
+    first = ["span_id", "parent_span_id", "trace_id", "session_id", "name", "kind", "status", "depth", "start_ns",
+             "end_ns", "model", "provider", "tool_name", "remote", "error_type"]
+    paired = [c for name in INCLUSIVE_COLUMNS for c in (name, f"self_{name}")]
+    rest = [c for c in out.columns if c not in first and c not in paired]
+    return out[first + paired + rest]
+
+
+def _totals(steps: pd.DataFrame, timelines: list[GpuTimeline], measured_any: dict[str, bool],
+            prices: Prices) -> dict[str, Any]:
+    totals: dict[str, Any] = {}
+    for name in INCLUSIVE_COLUMNS:
+        if name == "wall_s":
+            continue
+        column = steps[f"self_{name}"]
+        totals[name] = float(column.sum()) if column.notna().any() else None
+    starts, ends = steps["start_ns"], steps["end_ns"]
+    totals["wall_s"] = float((ends.max() - starts.min()) / 1e9) if len(steps) else 0.0
+    totals["energy_kwh"] = totals["energy_j"] * KWH_PER_J if totals.get("energy_j") is not None else None
+    kinds = steps["kind"]
+    totals["model_calls"] = int(steps["bills_usage"].sum())
+    totals["tool_calls"] = int((kinds == "execute_tool").sum())
+    totals["steps"] = int((~kinds.isin(["session", UNATTRIBUTED_KIND])).sum())
+    totals["sessions"] = int((kinds == "session").sum())
+    totals["errors"] = int((steps["status"] == "error").sum())
+    totals["gpus"] = [{"gpu": t.gpu, "energy_source": t.sources.get("energy_j"),
+                       "update_period_s": t.update_period_s, "idle_power_w": t.idle_power_w,
+                       "mem_baseline_bytes": t.mem_baseline_bytes,
+                       "measured": {q: t.total(q) for q in QUANTITIES if q in t.curves}} for t in timelines]
+    totals["sources"] = {
+        "tokens": "provider-reported usage on model-call spans",
+        "api_cost_usd": "computed from genai-prices' bundled prices (cost recorded in the trace where the model "
+        "is unknown to genai-prices)",
+        "gpu_cost_usd": "computed: GPU-seconds x $/GPU-hour",
+        "energy_j": "; ".join(sorted({t.sources.get("energy_j", "") for t in timelines} - {""})) or "none",
+        "energy_cost_usd": f"computed: kWh x PUE {prices.pue} x ${prices.energy_usd_per_kwh}/kWh",
+        "co2_g": f"computed: kWh x PUE {prices.pue} x {prices.carbon_intensity_g_per_kwh} gCO2e/kWh",
+    }
+    return totals
+
+
+def _checks(steps: pd.DataFrame, conservation: dict[str, Any], run: Run) -> dict[str, Any]:
+    held = all(entry["held"] for per_gpu in conservation.values() for entry in per_gpu.values())
+    unpriced = steps.loc[steps["api_cost_source"] == "unpriced", "model"].fillna("(no model name)")
+    checks: dict[str, Any] = {
+        "conservation_held": bool(held),
+        "conservation": conservation,
+        "unpriced_models": sorted(set(unpriced)),
+        "unpriced_calls": int(len(unpriced)),
+        "estimated_energy_steps": int(steps["energy_estimated"].sum()),
+        "incomplete_run": run.meta.get("status") not in (None, "complete"),
+        "dropped": run.meta.get("dropped", {}),
+        "warnings": list(run.warnings),
+    }
+    return checks
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def _json_tree(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_tree(v) for v in value]
+    return _json_value(value)

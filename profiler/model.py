@@ -1,0 +1,101 @@
+"""The raw records of a run: the span and sample tables and the `Run` that holds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: Columns of `Run.spans`, one row per finished span, with their dtypes.
+#: Token counts are float so that "not reported" (NaN) stays apart from 0.
+SPAN_COLUMNS: dict[str, str] = {
+    "trace_id": "object",  # 32 lowercase hex digits
+    "span_id": "object",  # 16 lowercase hex digits
+    "parent_span_id": "object",  # None for a root
+    "session_id": "object",  # gen_ai.conversation.id, else the trace id
+    "name": "object",
+    "kind": "object",  # gen_ai.operation.name (chat, execute_tool, invoke_agent, ...) or "step"
+    "status": "object",  # ok | error | unset
+    "start_ns": "int64",  # unix epoch nanoseconds
+    "end_ns": "int64",
+    "model": "object",  # response model, else request model; None when unknown
+    "provider": "object",  # gen_ai.provider.name, normalised
+    "input_tokens": "float64",  # inclusive of cache reads and writes (OTel convention)
+    "output_tokens": "float64",  # inclusive of reasoning
+    "cache_read_tokens": "float64",
+    "cache_write_tokens": "float64",
+    "reasoning_tokens": "float64",
+    "bills_usage": "bool",  # usage on this span is counted (inference spans, or a lone aggregate)
+    "reported_cost_usd": "float64",  # a cost the trace itself carries, in USD
+    "remote": "bool",  # runs elsewhere (a call to a hosted API): takes no share of a local GPU
+    "session_root": "bool",  # the span that a profiler.session() opened
+    "attributes": "object",  # every other attribute, as a dict
+}
+
+#: Columns of `Run.samples`, one row per reading of one GPU.
+SAMPLE_COLUMNS: dict[str, str] = {
+    "t_ns": "int64",  # unix epoch nanoseconds, same clock as the spans
+    "gpu": "object",  # the device's UUID (or "gpu<index>" when the source has none)
+    "energy_j": "float64",  # cumulative energy counter in joules; NaN when unsupported
+    "power_w": "float64",  # instantaneous power where the source has it
+    "mem_used_bytes": "float64",  # device memory used (NVML v2 "used")
+    "proc_mem_bytes": "float64",  # memory of this run's own processes; NaN when unknown
+    "util_pct": "float64",  # percent of time a kernel ran
+}
+
+TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
+
+#: Operation names whose usage is a bill of their own (see genai-attributes.md).
+INFERENCE_KINDS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+
+
+def empty_frame(columns: dict[str, str]) -> pd.DataFrame:
+    """Return an empty DataFrame with the given columns and dtypes."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in columns.items()})
+
+
+def frame_from_rows(rows: list[dict[str, Any]] | dict[str, list[Any]], columns: dict[str, str]) -> pd.DataFrame:
+    """Build a DataFrame with exactly `columns`, filling missing ones with their neutral value."""
+    frame = pd.DataFrame(rows) if len(rows) else empty_frame(columns)
+    for name, dtype in columns.items():
+        if name not in frame.columns:
+            frame[name] = _neutral(dtype, len(frame))
+    frame = frame[list(columns)]
+    for name, dtype in columns.items():
+        if dtype == "bool":
+            frame[name] = frame[name].fillna(False).astype(bool)
+        elif dtype == "object":
+            frame[name] = frame[name].astype(object)
+            frame[name] = frame[name].where(frame[name].notna(), None)
+        else:
+            frame[name] = frame[name].astype(dtype)
+    return frame
+
+
+def _neutral(dtype: str, n: int) -> Any:
+    if dtype == "float64":
+        return np.full(n, np.nan)
+    if dtype == "bool":
+        return np.zeros(n, dtype=bool)
+    if dtype == "int64":
+        return np.zeros(n, dtype=np.int64)
+    return [None] * n if dtype == "object" and n else None
+
+
+@dataclass
+class Run:
+    """What was recorded: spans, GPU samples and metadata. Raw records only; see `attribute()`."""
+
+    spans: pd.DataFrame
+    samples: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def gpus(self) -> list[str]:
+        """The devices that have samples, in order of first appearance."""
+        return list(dict.fromkeys(self.samples["gpu"].tolist()))

@@ -1,0 +1,73 @@
+"""Our GPU samples file: CSV with a header, appended one tick at a time, readable after a kill."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from profiler.errors import TraceFormatError
+from profiler.model import SAMPLE_COLUMNS, empty_frame, frame_from_rows
+
+SAMPLES_FILE = "samples.csv"
+HEADER = ",".join(SAMPLE_COLUMNS) + "\n"
+
+
+class SamplesWriter:
+    """Appends samples with one `write(2)` per batch, so a kill leaves at most one partial line."""
+
+    def __init__(self, path: Path) -> None:
+        """Open (creating with mode 0600) the samples file at `path`."""
+        self.path = path
+        new = not path.exists() or path.stat().st_size == 0
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if new:
+            os.write(self._fd, HEADER.encode())
+
+    def write(self, rows: Iterable[tuple[object, ...]]) -> None:
+        """Append rows given in `SAMPLE_COLUMNS` order; None becomes an empty cell."""
+        text = "".join(",".join("" if v is None else _cell(v) for v in row) + "\n" for row in rows)
+        if text:
+            data = text.encode()
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
+
+    def close(self) -> None:
+        """Close the file. Idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _cell(value: object) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def read_samples(path: Path, warnings: list[str]) -> pd.DataFrame:
+    """Read a samples file written by `SamplesWriter`; a partial last line is dropped with a warning."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise TraceFormatError(f"{path}: cannot read ({err.strerror or err})") from None
+    if not text.strip():
+        return empty_frame(SAMPLE_COLUMNS)
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        warnings.append(f"{path}: last line is incomplete (writer stopped mid-line?); skipped")
+    header = text.split("\n", 1)[0].strip().split(",")
+    missing = [c for c in ("t_ns", "gpu") if c not in header]
+    if missing:
+        raise TraceFormatError(f"{path}:1: not a samples file (header lacks {', '.join(missing)})")
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype={"gpu": str})
+    except (ValueError, pd.errors.ParserError) as err:
+        raise TraceFormatError(f"{path}: malformed samples ({str(err).splitlines()[0]})") from None
+    bad = pd.to_numeric(frame["t_ns"], errors="coerce").isna()
+    if bad.any():
+        line = int(bad.to_numpy().argmax()) + 2
+        raise TraceFormatError(f"{path}:{line}: t_ns is not an integer")
+    return frame_from_rows(frame.to_dict("list"), SAMPLE_COLUMNS)

@@ -1,0 +1,159 @@
+"""Test doubles shipped for users and for our tests: a scripted GPU and a replay of a recorded run.
+
+    from profiler.testing import FakeGpuBackend
+    with profiler.session(gpu=FakeGpuBackend(power_w=lambda t: 300 if t % 2 < 1 else 80)):
+        ...
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from profiler.errors import GpuReadError, GpuUnavailableError
+from profiler.gpu import CAPABILITIES, GpuInfo, GpuReading
+from profiler.readers.samples import read_samples
+
+Signal = float | Callable[[float], float]
+"""A constant, or a function of seconds since the backend opened."""
+
+
+def _value(signal: Signal, t_s: float) -> float:
+    return float(signal(t_s)) if callable(signal) else float(signal)
+
+
+class FakeGpuBackend:
+    """Scripted GPUs: power, memory and utilization as constants or functions of time.
+
+    The energy counter integrates the power signal, so totals are known exactly in tests.
+    """
+
+    name = "fake"
+
+    def __init__(
+        self,
+        *,
+        devices: int = 1,
+        power_w: Signal = 100.0,
+        mem_used_bytes: Signal = 4 * 1024**3,
+        util_pct: Signal = 50.0,
+        energy_counter: bool = True,
+        gpu_name: str = "Fake GPU",
+        fail_reads: set[int] | None = None,
+        lose_after_reads: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Describe the devices; nothing happens until `open()`.
+
+        Args:
+            devices: how many identical devices.
+            power_w: watts, a constant or a function of seconds since `open()`.
+            mem_used_bytes: device memory used.
+            util_pct: utilization percent.
+            energy_counter: whether the device has an energy counter.
+            gpu_name: the product name reported.
+            fail_reads: read numbers (1-based, over all devices) that raise `GpuReadError`.
+            lose_after_reads: after this many reads, every read raises `GpuUnavailableError`.
+            clock: seconds, monotonic; injectable for deterministic tests.
+        """
+        self.devices = devices
+        self.power_w, self.mem_used_bytes, self.util_pct = power_w, mem_used_bytes, util_pct
+        self.energy_counter = energy_counter
+        self.gpu_name = gpu_name
+        self.fail_reads = fail_reads or set()
+        self.lose_after_reads = lose_after_reads
+        self.clock = clock
+        self.reads = 0
+        self.closed = False
+        self._t0 = 0.0
+        self._energy_j: dict[int, tuple[float, float]] = {}
+
+    def open(self) -> list[GpuInfo]:
+        """Return the scripted devices."""
+        self._t0 = self.clock()
+        supports = dict.fromkeys(CAPABILITIES, True)
+        supports["energy_counter"] = self.energy_counter
+        return [GpuInfo(index=i, uuid=f"GPU-fake-{i}", name=self.gpu_name, supports=supports)
+                for i in range(self.devices)]
+
+    def read(self, index: int, pids: frozenset[int] | None = None, slow: bool = False) -> GpuReading:
+        """Return the scripted values at the current time."""
+        self.reads += 1
+        if self.lose_after_reads is not None and self.reads > self.lose_after_reads:
+            raise GpuUnavailableError("fake GPU lost")
+        if self.reads in self.fail_reads:
+            raise GpuReadError(f"scripted failure on read {self.reads}")
+        t_s = self.clock() - self._t0
+        power = _value(self.power_w, t_s)
+        last_t, energy = self._energy_j.get(index, (0.0, 0.0))
+        energy += power * max(t_s - last_t, 0.0)
+        self._energy_j[index] = (t_s, energy)
+        return GpuReading(
+            energy_j=energy if self.energy_counter else None,
+            power_w=power,
+            mem_used_bytes=int(_value(self.mem_used_bytes, t_s)),
+            util_pct=_value(self.util_pct, t_s) if slow else None,
+        )
+
+    def close(self) -> None:
+        """Mark closed."""
+        self.closed = True
+
+
+class ReplayBackend:
+    """Replays a recorded samples file in real time, so a run can be rehearsed without its GPU."""
+
+    name = "replay"
+
+    def __init__(self, path: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        """Read the recording now (errors surface here, not in the sampler thread)."""
+        warnings: list[str] = []
+        self.samples = read_samples(Path(path), warnings)
+        if self.samples.empty:
+            raise GpuUnavailableError(f"{path}: no samples to replay")
+        self.clock = clock
+        self._t0 = 0.0
+        self._gpus = list(dict.fromkeys(self.samples["gpu"]))
+        self._series = {
+            gpu: group.sort_values("t_ns").reset_index(drop=True) for gpu, group in self.samples.groupby("gpu")
+        }
+        self._origin_ns = int(self.samples["t_ns"].min())
+
+    def open(self) -> list[GpuInfo]:
+        """One device per GPU in the recording."""
+        self._t0 = self.clock()
+        infos = []
+        for index, gpu in enumerate(self._gpus):
+            series = self._series[gpu]
+            supports = dict.fromkeys(CAPABILITIES, False)
+            supports["energy_counter"] = bool(series["energy_j"].notna().any())
+            supports["power_instant"] = bool(series["power_w"].notna().any())
+            supports["memory_v2"] = bool(series["mem_used_bytes"].notna().any())
+            supports["utilization"] = bool(series["util_pct"].notna().any())
+            infos.append(GpuInfo(index=index, uuid=str(gpu), name=f"replay of {gpu}", supports=supports))
+        return infos
+
+    def read(self, index: int, pids: frozenset[int] | None = None, slow: bool = False) -> GpuReading:
+        """The last recorded reading at or before the elapsed time."""
+        series = self._series[self._gpus[index]]
+        elapsed_ns = (self.clock() - self._t0) * 1e9
+        position = int(np.searchsorted(series["t_ns"].to_numpy() - self._origin_ns, elapsed_ns, side="right")) - 1
+        row = series.iloc[max(position, 0)]
+        return GpuReading(
+            energy_j=_optional(row["energy_j"]),
+            power_w=_optional(row["power_w"]),
+            mem_used_bytes=None if pd.isna(row["mem_used_bytes"]) else int(row["mem_used_bytes"]),
+            util_pct=_optional(row["util_pct"]) if slow else None,
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _optional(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
