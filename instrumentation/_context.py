@@ -21,7 +21,7 @@ from profiler.run_dir import ENV_RUN_DIR
 
 if TYPE_CHECKING:
     from instrumentation.processor import SessionSpanProcessor
-    from instrumentation.session import Session
+    from instrumentation._session import Session
 
 logger = logging.getLogger(__name__)
 SCOPE = "agent-session-profiler"

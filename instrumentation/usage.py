@@ -103,6 +103,7 @@ def _openai_responses(usage: Any, model: str | None, response_id: str | None) ->
         input_tokens=_int(_get(usage, "input_tokens")),
         output_tokens=_int(_get(usage, "output_tokens")),
         cache_read_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
+        cache_write_tokens=_int(_get(_get(usage, "input_tokens_details"), "cache_write_tokens")),
         reasoning_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
         model=model,
         provider="openai",
