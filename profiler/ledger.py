@@ -183,9 +183,9 @@ def _estimated(out: pd.DataFrame, timelines: list[GpuTimeline]) -> np.ndarray:
     integrated = any(t.sources.get("energy_j") == "measured:integrated-power" for t in timelines)
     periods = [t.update_period_s for t in timelines if math.isfinite(t.update_period_s)]
     period_s = max(periods) if periods else 0.1
-    return (np.full(len(out), integrated) | (out["wall_s"].fillna(0).to_numpy() < 2 * period_s)) & out[
-        "energy_j"
-    ].notna().to_numpy()
+    wall_s = out["wall_s"].to_numpy(dtype=float)
+    short = np.isfinite(wall_s) & (wall_s < 2 * period_s)
+    return (np.full(len(out), integrated) | short) & out["energy_j"].notna().to_numpy() & np.isfinite(wall_s)
 
 
 def _order_columns(out: pd.DataFrame) -> pd.DataFrame:

@@ -71,7 +71,7 @@ class FakeGpuBackend:
         self.reads = 0
         self.closed = False
         self._t0 = 0.0
-        self._energy_j: dict[int, tuple[float, float]] = {}
+        self._energy_j: dict[int, tuple[float, float, float]] = {}
 
     def open(self) -> list[GpuInfo]:
         """Return the scripted devices."""
@@ -90,9 +90,10 @@ class FakeGpuBackend:
             raise GpuReadError(f"scripted failure on read {self.reads}")
         t_s = self.clock() - self._t0
         power = _value(self.power_w, t_s)
-        last_t, energy = self._energy_j.get(index, (0.0, 0.0))
-        energy += power * max(t_s - last_t, 0.0)
-        self._energy_j[index] = (t_s, energy)
+        # The counter accrues the power that held since the last read, as a real counter lags.
+        last_t, last_power, energy = self._energy_j.get(index, (0.0, power, 0.0))
+        energy += last_power * max(t_s - last_t, 0.0)
+        self._energy_j[index] = (t_s, power, energy)
         return GpuReading(
             energy_j=energy if self.energy_counter else None,
             power_w=power,

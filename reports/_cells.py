@@ -58,6 +58,8 @@ def api_cell(row: pd.Series) -> str:
     """API dollars, or why there are none."""
     if row.get("unpriced_calls", 0) and missing(row["api_cost_usd"]):
         return "unpriced"
+    if row.get("api_cost_source") == "self-hosted":
+        return "self-hosted"
     if missing(row["api_cost_usd"]):
         return ""  # no model call beneath this step: no API bill, which is not a missing figure
     value = usd(row["api_cost_usd"])
