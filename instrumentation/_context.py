@@ -13,11 +13,13 @@ import os
 import threading
 from typing import TYPE_CHECKING
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from profiler.run_dir import ENV_RUN_DIR
+from profiler.run_dir import ENV_PARENT_PID, ENV_RUN_DIR, ENV_SESSION_ID, ENV_TRACEPARENT
 
 if TYPE_CHECKING:
     from instrumentation.processor import SessionSpanProcessor
@@ -62,15 +64,19 @@ class Recorder:
         self.provider.add_span_processor(self.processor)
         self.tracer = self.provider.get_tracer(SCOPE)
 
-    def flush(self) -> None:
-        """Export every finished span now."""
-        self.processor.force_flush()
+    def flush(self, timeout_s: float = 5.0) -> None:
+        """Export every finished span now (waiting at most `timeout_s` on a stuck exporter)."""
+        self.processor.force_flush(timeout_millis=int(timeout_s * 1000))
 
 
 _recorders: dict[str, Recorder] = {}
 _recorders_lock = threading.Lock()
 _global_tracer: trace.Tracer | None = None
 _ambient_checked = False
+#: In a process started by a session's process (or by `sessionprof run`): the session it belongs to
+#: and the span its root steps hang under, both handed down through the environment.
+ambient_session_id: str | None = None
+ambient_parent: otel_context.Context | None = None
 
 
 def recorder_for(run_dir: str, service_name: str = "agent") -> Recorder:
@@ -97,8 +103,13 @@ def _fallback_tracer() -> trace.Tracer | None:
     if not _ambient_checked:
         _ambient_checked = True
         run_dir = os.environ.get(ENV_RUN_DIR)
-        if run_dir:
-            _global_tracer = recorder_for(run_dir).tracer
+        if run_dir and os.environ.get(ENV_PARENT_PID) != str(os.getpid()):
+            _join_ambient_run()
+            recorder = recorder_for(run_dir)
+            # A worker started by a session's process is often ended by a signal: write each span
+            # at once. The agent that `sessionprof run` starts keeps batching.
+            recorder.processor.synchronous = bool(os.environ.get(ENV_PARENT_PID))
+            _global_tracer = recorder.tracer
             return _global_tracer
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
@@ -106,6 +117,26 @@ def _fallback_tracer() -> trace.Tracer | None:
         _global_tracer = provider.get_tracer(SCOPE)
         return _global_tracer
     return None
+
+
+def _join_ambient_run() -> None:
+    global ambient_session_id, ambient_parent
+    ambient_session_id = os.environ.get(ENV_SESSION_ID) or None
+    traceparent = os.environ.get(ENV_TRACEPARENT)
+    if traceparent:
+        ambient_parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
+
+
+def child_environment(session: Session, span: trace.Span | None) -> dict[str, str]:
+    """What a session hands its child processes so their steps join its run under its root span."""
+    env = {ENV_RUN_DIR: str(session.path.resolve()), ENV_SESSION_ID: session.session_id,
+           ENV_PARENT_PID: str(os.getpid())}
+    if span is not None:
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
+        if "traceparent" in carrier:
+            env[ENV_TRACEPARENT] = carrier["traceparent"]
+    return env
 
 
 def flush_all() -> None:

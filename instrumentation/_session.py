@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from profiler.gpu import GpuBackend
 from profiler.host import host_info
 from profiler.pricing import Prices, load_prices
 from profiler.readers.samples import SAMPLES_FILE
-from profiler.run_dir import ENV_SAMPLER, create_run_dir, read_meta, resolve_run_dir, write_meta
+from profiler.run_dir import ENV_RUN_DIR, ENV_SAMPLER, create_run_dir, read_meta, resolve_run_dir, write_meta
 from profiler.sampler import GpuSampler, process_tree
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class Session:
     """An open (or finished) profiling session. Use `profiler.session()` to make one."""
 
     def __init__(self, name: str | None, run_dir: str | Path | None, gpu: str | GpuBackend,
-                 sample_interval_s: float, prices: Prices | None, policy: str) -> None:
+                 sample_interval_s: float, prices: Prices | None, policy: str,
+                 capture_content: bool | None = None, redact: Any = None) -> None:
         """Record the settings; nothing starts until the session is entered."""
         self.name = name or "session"
         self.session_id = uuid.uuid4().hex
@@ -55,6 +57,8 @@ class Session:
         self.sample_interval_s = sample_interval_s
         self.prices = prices
         self.policy = policy
+        self.capture_content = capture_content
+        self.redact = redact
         self.sampler: GpuSampler | None = None
         self.recorder: _context.Recorder
         self._span: trace.Span | None = None
@@ -84,7 +88,27 @@ class Session:
             counters.internal_errors += 1
             self._span = None
         self._tokens.append(_context.enter_session(self))
+        self._publish_environment()
         return self
+
+    def _publish_environment(self) -> None:
+        """Let child processes (subprocess, multiprocessing spawn) record into this run, unless an
+        outer session or `sessionprof run` already did."""
+        self._saved_env: dict[str, str | None] = {}
+        if os.environ.get(ENV_RUN_DIR):
+            return
+        for key, value in _context.child_environment(self, self._span).items():
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        self._saved_env[ENV_SAMPLER] = os.environ.get(ENV_SAMPLER)
+        os.environ[ENV_SAMPLER] = "off"
+
+    def _restore_environment(self) -> None:
+        for key, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         """End the session: flush spans, stop the sampler, write run.json. Never raises."""
@@ -118,6 +142,7 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self._restore_environment()
         if self._tokens:
             _context.exit_session(self._tokens.pop())
         if self._span is not None:
@@ -194,7 +219,9 @@ def _gpu_json(info: Any, sampler: GpuSampler) -> dict[str, Any]:
 
 
 def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: str | GpuBackend = "auto",
-            sample_interval_s: float = 0.1, prices: Prices | None = None, policy: str = "equal") -> Session:
+            sample_interval_s: float = 0.1, prices: Prices | None = None, policy: str = "equal",
+            capture_content: bool | None = None,
+            redact: Callable[[str, str], str | None] | None = None) -> Session:
     """Open a profiling session (a sync or async context manager).
 
     Args:
@@ -206,11 +233,15 @@ def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: 
         sample_interval_s: seconds between GPU readings.
         prices: GPU, energy and carbon factors; default from flags, environment and sessionprof.toml.
         policy: how concurrent steps share a GPU slice (`equal` or `tokens`).
+        capture_content: record prompts, completions and tool arguments and results. None (the
+            default) follows OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, which is off unless set.
+        redact: called as `redact(attribute_key, text)` on every captured value before it is
+            recorded; return the text to keep (changed or not) or None to drop it.
 
     Returns:
         The session; after the `with` block, `.ledger`, `.report()` and `.path` give the result.
     """
-    return Session(name, run_dir, gpu, sample_interval_s, prices, policy)
+    return Session(name, run_dir, gpu, sample_interval_s, prices, policy, capture_content, redact)
 
 
 atexit.register(_context.shutdown_all)

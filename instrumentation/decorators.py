@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from instrumentation import _context
+from instrumentation.content import capture_enabled, content_attributes
 from instrumentation.usage import Usage, extract_usage
 from profiler import semconv
 
@@ -75,7 +76,10 @@ def _spec(operation: str, name: str | None, fallback: str, model: str | None, pr
 
 def _begin(tracer: trace.Tracer, spec: _Spec) -> tuple[trace.Span | None, object]:
     try:
-        span = tracer.start_span(spec.span_name, kind=spec.span_kind, attributes=spec.attributes)
+        parent = None
+        if _context.ambient_parent is not None and not trace.get_current_span().get_span_context().is_valid:
+            parent = _context.ambient_parent  # a root step of a child process: under its session's span
+        span = tracer.start_span(spec.span_name, context=parent, kind=spec.span_kind, attributes=spec.attributes)
         return span, otel_context.attach(trace.set_span_in_context(span))
     except Exception:  # noqa: BLE001
         counters.internal_errors += 1
@@ -83,7 +87,8 @@ def _begin(tracer: trace.Tracer, spec: _Spec) -> tuple[trace.Span | None, object
         return None, None
 
 
-def _finish(span: trace.Span | None, token: object, spec: _Spec, result: Any, error: BaseException | None) -> None:
+def _finish(span: trace.Span | None, token: object, spec: _Spec, result: Any, error: BaseException | None,
+            call: tuple[Callable[..., Any] | None, tuple[Any, ...], dict[str, Any]] | None = None) -> None:
     if span is None:
         return
     try:
@@ -99,6 +104,10 @@ def _finish(span: trace.Span | None, token: object, spec: _Spec, result: Any, er
             usage = extract_usage(result)
             if usage is not None:
                 _apply_usage(span, spec, usage)
+        if error is None and call is not None:
+            capture, redact = capture_enabled()
+            if capture:
+                span.set_attributes(content_attributes(spec.operation, call[0], call[1], call[2], result, redact))
         span.end()
     except Exception:  # noqa: BLE001
         counters.internal_errors += 1
@@ -152,7 +161,7 @@ def _wrap(func: F, spec: _Spec) -> F:
         except BaseException as error:
             _finish(span, token, spec, None, error)
             raise
-        _finish(span, token, spec, result, None)
+        _finish(span, token, spec, result, None, (func, args, kwargs))
         return result
 
     return wrapper  # type: ignore[return-value]
@@ -170,7 +179,7 @@ def _wrap_coroutine(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]
         except BaseException as error:
             _finish(span, token, spec, None, error)
             raise
-        _finish(span, token, spec, result, None)
+        _finish(span, token, spec, result, None, (func, args, kwargs))
         return result
 
     return wrapper

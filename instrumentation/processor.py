@@ -51,6 +51,10 @@ class SessionSpanProcessor(SpanProcessor):
         self.max_queue_size = max_queue_size
         self.max_batch_size = max_batch_size
         self.flush_interval_s = flush_interval_s
+        self.shutdown_timeout_s = 5.0
+        self.synchronous = False
+        """Export each span as it ends. Set in worker processes (forked, or spawned by a session),
+        which are often ended by SIGTERM (multiprocessing's Pool.terminate) before a batch is due."""
         self.dropped_spans = 0
         self.failed_exports = 0
         self.internal_errors = 0
@@ -67,8 +71,9 @@ class SessionSpanProcessor(SpanProcessor):
         """Stamp the span with the active session's conversation id, unless it has one."""
         try:
             session = _context.current_session()
-            if session is not None and not (span.attributes or {}).get(semconv.CONVERSATION_ID):
-                span.set_attribute(semconv.CONVERSATION_ID, session.session_id)
+            session_id = session.session_id if session is not None else _context.ambient_session_id
+            if session_id is not None and not (span.attributes or {}).get(semconv.CONVERSATION_ID):
+                span.set_attribute(semconv.CONVERSATION_ID, session_id)
         except Exception:  # noqa: BLE001 - never raise into the agent
             self.internal_errors += 1
 
@@ -81,15 +86,18 @@ class SessionSpanProcessor(SpanProcessor):
             self.dropped_spans += 1
             return
         self._queue.append(span)
+        if self.synchronous:
+            self._drain(self.shutdown_timeout_s)
+            return
         if self._thread is None or self._pid != os.getpid():
             self._start_worker()
         if len(self._queue) >= self.max_batch_size:
             self._wake.set()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export everything queued now, in the caller's thread."""
-        self._drain()
-        return True
+        """Export everything queued now, in the caller's thread; give up (False) after the timeout,
+        so a hung exporter can delay the agent by at most that much."""
+        return self._drain(timeout_millis / 1000.0)
 
     def shutdown(self) -> None:
         """Flush, stop the worker and shut the exporter down. Idempotent."""
@@ -99,8 +107,8 @@ class SessionSpanProcessor(SpanProcessor):
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-        self._drain()
+            thread.join(timeout=self.shutdown_timeout_s)
+        self._drain(self.shutdown_timeout_s)
         try:
             self.exporter.shutdown()
         except Exception:  # noqa: BLE001
@@ -121,8 +129,10 @@ class SessionSpanProcessor(SpanProcessor):
             self._wake.clear()
             self._drain()
 
-    def _drain(self) -> None:
-        with self._export_lock:
+    def _drain(self, timeout_s: float = -1) -> bool:
+        if not self._export_lock.acquire(timeout=timeout_s):
+            return False  # the worker is stuck in a slow export; do not wait on it forever
+        try:
             while self._queue:
                 batch = []
                 while self._queue and len(batch) < self.max_batch_size:
@@ -133,12 +143,18 @@ class SessionSpanProcessor(SpanProcessor):
                     result = SpanExportResult.FAILURE
                 if result is not SpanExportResult.SUCCESS:
                     self.failed_exports += len(batch)
+        finally:
+            self._export_lock.release()
+        return True
 
     def _after_fork(self) -> None:
-        # The worker thread does not survive fork: the child starts its own on its first span.
+        # The worker thread does not survive fork: the child starts its own on its first span. Spans
+        # queued before the fork are the parent's to write.
         self._thread = None
         self._export_lock = threading.Lock()
+        self._wake = threading.Event()
         self._queue.clear()
+        self.synchronous = True
 
 
 _processors: weakref.WeakSet[SessionSpanProcessor] = weakref.WeakSet()
@@ -147,6 +163,19 @@ _processors: weakref.WeakSet[SessionSpanProcessor] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     for processor in list(_processors):
         processor._after_fork()
+    # multiprocessing's forked children leave through os._exit, which skips atexit; its own
+    # finalizers still run, so flush there.
+    try:
+        from multiprocessing import util
+
+        util.Finalize(None, _flush_all_processors, exitpriority=100)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _flush_all_processors() -> None:
+    for processor in list(_processors):
+        processor.force_flush(timeout_millis=5_000)
 
 
 if hasattr(os, "register_at_fork"):

@@ -19,6 +19,11 @@ ENV_RUN_DIR = "SESSIONPROF_RUN_DIR"
 ENV_HOME = "SESSIONPROF_HOME"
 #: `off` when another process (the `sessionprof run` parent) samples the GPUs.
 ENV_SAMPLER = "SESSIONPROF_SAMPLER"
+#: The session a child process's steps belong to, and the W3C traceparent of the span they hang under.
+ENV_SESSION_ID = "SESSIONPROF_SESSION_ID"
+ENV_TRACEPARENT = "SESSIONPROF_TRACEPARENT"
+#: The process that set these variables: it does not join its own run as a child would.
+ENV_PARENT_PID = "SESSIONPROF_PARENT_PID"
 DEFAULT_HOME = Path(".sessionprof") / "runs"
 
 

@@ -1,0 +1,90 @@
+"""What the agent says stays with the agent: no content unless opted in, redaction when it is,
+private files, and no network connection unless asked."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import profiler
+from profiler.testing import FakeGpuBackend
+from tests.reliability.helpers import raw_spans
+
+SECRET = "sk-live-SECRET-token-1234"
+
+
+@profiler.tool
+def lookup(account: str, password: str) -> str:
+    return f"balance for {account}: 42 ({SECRET})"
+
+
+@profiler.llm(model="gpt-4o-mini", provider="openai")
+def ask(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 10, "completion_tokens": 3},
+            "choices": [{"message": {"role": "assistant", "content": f"the key is {SECRET}"}}]}
+
+
+def _run(tmp_path: Path, **options: Any) -> str:
+    with profiler.session(run_dir=tmp_path, gpu="none", **options):
+        lookup("alice", password=SECRET)
+        ask([{"role": "user", "content": f"remember {SECRET}"}])
+    return (tmp_path / "spans.jsonl").read_text()
+
+
+def test_content_is_not_recorded_by_default(tmp_path: Path) -> None:
+    text = _run(tmp_path)
+    assert SECRET not in text and "alice" not in text
+    assert "gen_ai.tool.call.arguments" not in text and "gen_ai.input.messages" not in text
+
+
+def test_the_otel_setting_opts_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    _run(tmp_path)
+    spans = {s["name"]: {a["key"]: a["value"].get("stringValue") for a in s["attributes"]}
+             for s in raw_spans(tmp_path)}
+    arguments = json.loads(spans["execute_tool lookup"]["gen_ai.tool.call.arguments"])
+    assert arguments == {"account": "alice", "password": SECRET}
+    assert SECRET in spans["execute_tool lookup"]["gen_ai.tool.call.result"]
+    assert SECRET in spans["chat gpt-4o-mini"]["gen_ai.input.messages"]
+    assert SECRET in spans["chat gpt-4o-mini"]["gen_ai.output.messages"]
+
+
+def test_redaction_hook_changes_or_drops_values(tmp_path: Path) -> None:
+    def redact(key: str, text: str) -> str | None:
+        if key == "gen_ai.tool.call.result":
+            return None
+        return text.replace(SECRET, "[redacted]")
+
+    text = _run(tmp_path, capture_content=True, redact=redact)
+    assert SECRET not in text
+    assert "[redacted]" in text and "gen_ai.tool.call.result" not in text
+
+
+def test_session_setting_beats_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    assert SECRET not in _run(tmp_path, capture_content=False)
+
+
+def test_no_network_connection_is_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    attempts: list[Any] = []
+
+    def refuse(self: socket.socket, address: Any) -> None:
+        attempts.append(address)
+        raise OSError("network blocked by test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, a))  # type: ignore[arg-type]
+    with profiler.session(run_dir=tmp_path, gpu=FakeGpuBackend()) as session:
+        lookup("bob", password="x")
+        ask([{"role": "user", "content": "hi"}])
+    ledger = session.ledger
+    assert ledger.steps["api_cost_usd"].notna().any()  # prices came from the bundled snapshot
+    session.report()
+    for fmt in ("json", "csv", "markdown"):
+        session.report(fmt)
+    assert attempts == []
