@@ -71,8 +71,10 @@ class Recorder:
 
 _recorders: dict[str, Recorder] = {}
 _recorders_lock = threading.Lock()
+_ENV_PROVIDER = "OTEL_PYTHON_TRACER_PROVIDER"
 _global_tracer: trace.Tracer | None = None
 _ambient_checked = False
+_env_provider = False
 #: In a process started by a session's process (or by `sessionprof run`): the session it belongs to
 #: and the span its root steps hang under, both handed down through the environment.
 ambient_session_id: str | None = None
@@ -97,11 +99,12 @@ def tracer() -> trace.Tracer | None:
 
 
 def _fallback_tracer() -> trace.Tracer | None:
-    global _global_tracer, _ambient_checked
+    global _global_tracer, _ambient_checked, _env_provider
     if _global_tracer is not None:
         return _global_tracer
     if not _ambient_checked:
         _ambient_checked = True
+        _env_provider = _ENV_PROVIDER in os.environ  # OTel itself reads it once, at first use
         run_dir = os.environ.get(ENV_RUN_DIR)
         if run_dir and os.environ.get(ENV_PARENT_PID) != str(os.getpid()):
             _join_ambient_run()
@@ -111,6 +114,10 @@ def _fallback_tracer() -> trace.Tracer | None:
             recorder.processor.synchronous = bool(os.environ.get(ENV_PARENT_PID))
             _global_tracer = recorder.tracer
             return _global_tracer
+    # Fast path for the common case: no global provider was ever set (checked without building the
+    # proxy provider and an ABC isinstance on every decorated call).
+    if getattr(trace, "_TRACER_PROVIDER", False) is None and not _env_provider:
+        return None
     provider = trace.get_tracer_provider()
     if isinstance(provider, TracerProvider):
         # The global provider is set once, so the tracer can be kept for good.

@@ -1,0 +1,349 @@
+"""Decorator overhead, side by side: what one decorated call costs with ours against raw OpenTelemetry
+and the peer SDKs, in one run on one machine.
+
+    python benchmarks/decorator_overhead.py            # sync and async, all configurations installed
+    pip install -e '.[bench]'                          # the peers (Langfuse, Traceloop, OpenLIT) and OTel's file exporter
+
+Workload: an agent step that calls a model call and a tool call, three decorated functions a step.
+Each configuration runs in a fresh interpreter (peers install global tracer providers), rounds are
+interleaved so drift hits every configuration alike, and the table gives the median over rounds of
+the microseconds added per decorated call (configuration minus plain functions, divided by three),
+and the ratio to raw OpenTelemetry. Every span must reach its exporter: the spans column checks it.
+Nothing leaves the machine: peers export to a counting no-op exporter or a local file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+CONFIGS = ("plain", "otel-noop", "otel-sdk", "ours-no-session", "ours", "openlit", "traceloop", "langfuse")
+LABELS = {
+    "plain": "plain functions (baseline)",
+    "otel-noop": "OTel API only, no SDK",
+    "otel-sdk": "raw OTel SDK: BatchSpanProcessor + OTLP JSON file exporter",
+    "ours-no-session": "ours, no session active",
+    "ours": "ours, session writing the run directory",
+    "openlit": "OpenLIT @openlit.trace",
+    "traceloop": "Traceloop @workflow/@task/@tool",
+    "langfuse": "Langfuse @observe (capture off)",
+}
+
+
+# --- the workload -----------------------------------------------------------------------------------
+
+def build_workload(decorate: Callable[[str, str], Callable[[Any], Any]], is_async: bool) -> Callable[[], Any]:
+    """One agent step: a model call and a tool call inside a step, each decorated by `decorate(kind, name)`."""
+    if is_async:
+        @decorate("llm", "model_call")
+        async def model_call(x: int) -> dict[str, Any]:
+            return {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 10 + x, "completion_tokens": 2}}
+
+        @decorate("tool", "tool_call")
+        async def tool_call(x: int) -> int:
+            return x + 1
+
+        @decorate("agent", "agent_step")
+        async def agent_step(x: int) -> int:
+            await model_call(x)
+            return await tool_call(x)
+
+        return agent_step
+
+    @decorate("llm", "model_call")
+    def model_call(x: int) -> dict[str, Any]:
+        return {"model": "gpt-4o-mini", "usage": {"prompt_tokens": 10 + x, "completion_tokens": 2}}
+
+    @decorate("tool", "tool_call")
+    def tool_call(x: int) -> int:
+        return x + 1
+
+    @decorate("agent", "agent_step")
+    def agent_step(x: int) -> int:
+        model_call(x)
+        return tool_call(x)
+
+    return agent_step
+
+
+def time_steps(step: Callable[[int], Any], steps: int, is_async: bool) -> float:
+    """Seconds for `steps` agent steps after a warm-up."""
+    if is_async:
+        async def loop(n: int) -> float:
+            for i in range(min(n, 500)):
+                await step(i)
+            started = time.perf_counter()
+            for i in range(n):
+                await step(i)
+            return time.perf_counter() - started
+        return asyncio.run(loop(steps))
+    for i in range(min(steps, 500)):
+        step(i)
+    started = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    return time.perf_counter() - started
+
+
+# --- the configurations (each runs in its own interpreter) -------------------------------------------
+
+class CountingExporter:
+    """A no-op span exporter that counts what reaches it."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def unbounded_batch_processor(exporter: Any) -> Any:
+    """A BatchSpanProcessor whose queue never drops in this workload."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    return BatchSpanProcessor(exporter, max_queue_size=2_000_000, max_export_batch_size=512, schedule_delay_millis=500)
+
+
+def run_config(config: str, steps: int, is_async: bool, workdir: Path) -> dict[str, Any]:
+    """Set up one configuration, time the workload, tear down, count spans."""
+    spans_exported: Callable[[], int | None] = lambda: None  # noqa: E731
+    teardown: Callable[[], None] = lambda: None  # noqa: E731
+    if config == "plain":
+        def decorate(kind: str, name: str) -> Callable[[Any], Any]:
+            return lambda f: f
+    elif config in ("otel-noop", "otel-sdk"):
+        from opentelemetry import trace
+
+        if config == "otel-sdk":
+            from opentelemetry.exporter.otlp.json.file.trace_exporter import FileSpanExporter
+            from opentelemetry.sdk.trace import TracerProvider
+
+            provider = TracerProvider()
+            path = workdir / "otel.jsonl"
+            provider.add_span_processor(unbounded_batch_processor(FileSpanExporter(path)))
+            tracer = provider.get_tracer("bench")
+
+            def teardown() -> None:
+                provider.shutdown()
+
+            def spans_exported() -> int:
+                return sum(line.count('"spanId"') for line in path.read_text().splitlines())
+        else:
+            tracer = trace.get_tracer("bench")
+
+        def decorate(kind: str, name: str) -> Callable[[Any], Any]:
+            return tracer.start_as_current_span(name)
+    elif config in ("ours", "ours-no-session"):
+        import profiler
+
+        kinds = {"llm": profiler.llm, "tool": profiler.tool, "agent": profiler.agent}
+
+        def decorate(kind: str, name: str) -> Callable[[Any], Any]:
+            return kinds[kind](name=name) if kind != "llm" else kinds[kind](model="gpt-4o-mini", provider="openai")
+        if config == "ours":
+            session = profiler.session("bench", run_dir=workdir / "run", gpu="none")
+            session.__enter__()
+
+            def teardown() -> None:
+                session.__exit__(None, None, None)
+
+            def spans_exported() -> int:
+                text = (workdir / "run" / "spans.jsonl").read_text()
+                return text.count('"spanId"') - 1  # less the session's own span
+    elif config == "openlit":
+        import openlit
+
+        exporter = CountingExporter()
+        from opentelemetry.sdk.trace import TracerProvider
+
+        provider = TracerProvider()
+        provider.add_span_processor(unbounded_batch_processor(exporter))
+        openlit.init(tracer=provider.get_tracer("bench"), disable_metrics=True, collect_gpu_stats=False,
+                     disabled_instrumentors=_all_openlit_instrumentors(), pricing_json=_empty_pricing(workdir))
+
+        def decorate(kind: str, name: str) -> Callable[[Any], Any]:
+            return openlit.trace
+
+        def teardown() -> None:
+            provider.shutdown()
+
+        spans_exported = lambda: exporter.count  # noqa: E731
+    elif config == "traceloop":
+        from traceloop.sdk import Traceloop
+        from traceloop.sdk.decorators import task, tool, workflow
+
+        exporter = CountingExporter()
+        Traceloop.init(app_name="bench", exporter=exporter, disable_batch=False, telemetry_enabled=False,
+                       should_enrich_metrics=False, block_instruments=set(), instruments=set())
+        mapping = {"llm": task, "tool": tool, "agent": workflow}
+
+        def decorate(kind: str, name: str) -> Callable[[Any], Any]:
+            return mapping[kind](name=name)
+
+        def teardown() -> None:
+            from opentelemetry import trace
+
+            trace.get_tracer_provider().shutdown()  # type: ignore[attr-defined]
+
+        spans_exported = lambda: exporter.count  # noqa: E731
+    elif config == "langfuse":
+        from langfuse import Langfuse, observe
+
+        exporter = CountingExporter()
+        client = Langfuse(public_key="pk-lf-local", secret_key="sk-lf-local", host="http://127.0.0.1:9",
+                          tracing_enabled=True, span_exporter=exporter)  # type: ignore[call-arg]
+        os.environ["LANGFUSE_OBSERVE_DECORATOR_IO_CAPTURE_ENABLED"] = "false"
+
+        def decorate(kind: str, name: str) -> Callable[[Any], Any]:
+            return observe(name=name, capture_input=False, capture_output=False)
+
+        def teardown() -> None:
+            client.shutdown()
+
+        spans_exported = lambda: exporter.count  # noqa: E731
+    else:
+        raise SystemExit(f"unknown configuration {config}")
+
+    step = build_workload(decorate, is_async)
+    gc.collect()
+    elapsed = time_steps(step, steps, is_async)
+    teardown()
+    warmup = min(steps, 500)
+    return {"config": config, "seconds_per_step": elapsed / steps, "spans_exported": spans_exported(),
+            "spans_expected": 3 * (steps + warmup) if config not in ("plain", "otel-noop", "ours-no-session") else None}
+
+
+def _all_openlit_instrumentors() -> list[str]:
+    try:
+        from openlit.__helpers import MODULE_NAME_MAP  # type: ignore[import-not-found]
+
+        return list(MODULE_NAME_MAP)
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _empty_pricing(workdir: Path) -> str:
+    path = workdir / "pricing.json"
+    path.write_text("{}")
+    return str(path)
+
+
+# --- the driver ------------------------------------------------------------------------------------
+
+def worker(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as workdir:
+        try:
+            result = run_config(args.worker, args.steps, args.mode == "async", Path(workdir))
+        except ImportError as err:
+            result = {"config": args.worker, "error": f"not installed ({err.name})"}
+        except Exception as err:  # noqa: BLE001 - a peer that fails to start is reported, not fatal
+            result = {"config": args.worker, "error": f"{type(err).__name__}: {err}"[:200]}
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def run_worker(config: str, steps: int, mode: str) -> dict[str, Any]:
+    env = dict(os.environ, OTEL_SDK_DISABLED="false", TRACELOOP_TELEMETRY="false", OPENLIT_DISABLE_TELEMETRY="true")
+    proc = subprocess.run([sys.executable, __file__, "--worker", config, "--steps", str(steps), "--mode", mode],
+                          capture_output=True, text=True, env=env, timeout=600)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    return {"config": config, "error": (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000, help="agent steps per round (3 decorated calls each)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--modes", default="sync,async")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="sync", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    configs = args.configs.split(",")
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for round_index in range(args.rounds):
+        for mode in args.modes.split(","):
+            for config in configs:
+                results.setdefault((config, mode), []).append(run_worker(config, args.steps, mode))
+        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    print_table(results, configs, args.modes.split(","), args)
+    if args.json:
+        args.json.write_text(json.dumps({f"{c}|{m}": r for (c, m), r in results.items()}, indent=1))
+
+
+def _median_step_us(runs: list[dict[str, Any]]) -> float | None:
+    values = [r["seconds_per_step"] * 1e6 for r in runs if "seconds_per_step" in r]
+    return statistics.median(values) if values else None
+
+
+def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], configs: list[str], modes: list[str],
+                args: argparse.Namespace) -> None:
+    import importlib.metadata as md
+
+    def version(name: str) -> str:
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return "-"
+
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"opentelemetry-sdk {version('opentelemetry-sdk')}, langfuse {version('langfuse')}, "
+          f"traceloop-sdk {version('traceloop-sdk')}, openlit {version('openlit')}; "
+          f"{args.steps} steps x 3 calls, median of {args.rounds} rounds\n")
+    header = "| configuration | " + " | ".join(f"{m} us/call" for m in modes) + " | x raw OTel (sync) | spans |"
+    print(header)
+    print("|---|" + "---:|" * len(modes) + "---:|---|")
+    added: dict[tuple[str, str], float | None] = {}
+    for mode in modes:
+        base = _median_step_us(results.get(("plain", mode), []))
+        for config in configs:
+            step_us = _median_step_us(results.get((config, mode), []))
+            added[(config, mode)] = None if step_us is None or base is None else (step_us - base) / 3
+    raw = added.get(("otel-sdk", "sync"))
+    for config in configs:
+        runs = results.get((config, modes[0]), [])
+        errors = [r["error"] for r in runs if "error" in r]
+        cells = []
+        for mode in modes:
+            value = added.get((config, mode))
+            cells.append("-" if value is None else f"{value:.2f}")
+        ratio = added.get((config, "sync"))
+        ratio_cell = f"{ratio / raw:.2f}" if ratio is not None and raw else "-"
+        checks = [r for mode in modes for r in results.get((config, mode), []) if r.get("spans_expected")]
+        spans = ("all exported" if checks and all(r["spans_exported"] == r["spans_expected"] for r in checks)
+                 else "n/a" if not checks else "DROPPED " + ", ".join(
+                     f"{r['spans_exported']}/{r['spans_expected']}" for r in checks
+                     if r["spans_exported"] != r["spans_expected"])[:60])
+        label = LABELS.get(config, config) + (f" ({errors[0]})" if errors else "")
+        print(f"| {label} | " + " | ".join(cells) + f" | {ratio_cell} | {spans} |")
+
+
+if __name__ == "__main__":
+    main()
