@@ -72,6 +72,7 @@ class Session:
         """Start sampling and tracing; the body's steps become this session's."""
         create_run_dir(self.path)
         self._started_ns = time.time_ns()
+        self._internal_errors_at_start = counters.internal_errors
         if os.environ.get(ENV_SAMPLER, "").lower() != "off":
             self._start_sampler()
         self.recorder = _context.recorder_for(str(self.path), self.name)
@@ -85,7 +86,7 @@ class Session:
             )
             self._tokens.append(otel_context.attach(trace.set_span_in_context(self._span)))
         except Exception:  # noqa: BLE001 - tracing trouble must not stop the agent
-            counters.internal_errors += 1
+            counters.note()
             self._span = None
         self._tokens.append(_context.enter_session(self))
         self._publish_environment()
@@ -115,7 +116,7 @@ class Session:
         try:
             self._close(exc)
         except Exception:  # noqa: BLE001
-            counters.internal_errors += 1
+            counters.note()
             logger.warning("sessionprof: could not close the session cleanly", exc_info=True)
 
     async def __aenter__(self) -> Session:
@@ -154,7 +155,7 @@ class Session:
             try:
                 otel_context.detach(self._tokens.pop())
             except Exception:  # noqa: BLE001
-                counters.internal_errors += 1
+                counters.note()
         self.recorder.flush()
         if self.sampler is not None:
             self.sampler.stop()
@@ -182,7 +183,9 @@ class Session:
             "dropped": {
                 "spans": processor.dropped_spans if processor else 0,
                 "spans_failed_export": processor.failed_exports if processor else 0,
-                "profiler_internal_errors": counters.internal_errors,
+                "profiler_internal_errors": counters.internal_errors - self._internal_errors_at_start,
+                "profiler_last_internal_error": counters.last_error
+                if counters.internal_errors > self._internal_errors_at_start else None,
                 "sample_read_errors": sampler.stats.read_errors if sampler else 0,
             },
             "sessions": [*previous.get("sessions", []), {"id": self.session_id, "name": self.name}]

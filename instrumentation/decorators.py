@@ -11,6 +11,7 @@ exception from the profiler itself ever reaches the caller.
 from __future__ import annotations
 
 import functools
+import sys
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -31,8 +32,18 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Counters:
-    internal_errors = 0
     """Profiler-side failures swallowed so the agent kept running (reported in run.json)."""
+
+    def __init__(self) -> None:
+        self.internal_errors = 0
+        self.last_error: str | None = None
+
+    def note(self) -> None:
+        """Count the exception being handled and keep its description."""
+        self.internal_errors += 1
+        error = sys.exc_info()[1]
+        if error is not None:
+            self.last_error = f"{type(error).__name__}: {error}"[:300]
 
 
 counters = _Counters()
@@ -82,7 +93,7 @@ def _begin(tracer: trace.Tracer, spec: _Spec) -> tuple[trace.Span | None, object
         span = tracer.start_span(spec.span_name, context=parent, kind=spec.span_kind, attributes=spec.attributes)
         return span, otel_context.attach(trace.set_span_in_context(span))
     except Exception:  # noqa: BLE001
-        counters.internal_errors += 1
+        counters.note()
         logger.debug("sessionprof: could not start a span", exc_info=True)
         return None, None
 
@@ -95,7 +106,7 @@ def _finish(span: trace.Span | None, token: object, spec: _Spec, result: Any, er
         if token is not None:
             otel_context.detach(token)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001 - detached in another context (generator closed elsewhere)
-        counters.internal_errors += 1
+        counters.note()
     try:
         if error is not None:
             span.set_status(Status(StatusCode.ERROR, type(error).__qualname__))
@@ -110,7 +121,7 @@ def _finish(span: trace.Span | None, token: object, spec: _Spec, result: Any, er
                 span.set_attributes(content_attributes(spec.operation, call[0], call[1], call[2], result, redact))
         span.end()
     except Exception:  # noqa: BLE001
-        counters.internal_errors += 1
+        counters.note()
         logger.debug("sessionprof: could not end a span", exc_info=True)
 
 
@@ -128,7 +139,7 @@ def _attach(span: trace.Span | None) -> object:
     try:
         return otel_context.attach(trace.set_span_in_context(span))
     except Exception:  # noqa: BLE001
-        counters.internal_errors += 1
+        counters.note()
         return None
 
 
@@ -137,7 +148,7 @@ def _detach(token: object) -> None:
         try:
             otel_context.detach(token)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001
-            counters.internal_errors += 1
+            counters.note()
 
 
 # --- wrappers -----------------------------------------------------------------------------------
@@ -284,7 +295,7 @@ class StepScope:
             try:
                 self._span.set_attribute(key, value)
             except Exception:  # noqa: BLE001
-                counters.internal_errors += 1
+                counters.note()
 
     def record_usage(self, response: Any = None, **counts: Any) -> None:
         """Record token usage from a response object or dict, or from counts (see `record_usage`)."""
@@ -396,5 +407,5 @@ def _record(span: trace.Span, response: Any, counts: Mapping[str, Any]) -> None:
         if usage.provider:
             span.set_attribute(semconv.PROVIDER, usage.provider)
     except Exception:  # noqa: BLE001
-        counters.internal_errors += 1
+        counters.note()
         logger.debug("sessionprof: could not record usage", exc_info=True)

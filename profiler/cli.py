@@ -27,7 +27,10 @@ app = typer.Typer(
 )
 _state = {"debug": False}
 
-Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown")]
+Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown | html | perfetto | "
+                                     "speedscope | folded | parquet")]
+Weight = Annotated[str, typer.Option("--weight", help="What speedscope and folded flame graphs weigh: each step's "
+                                     "own usd | joules | gib_s (folded counts: micro-USD, mJ, MiB*s).")]
 By = Annotated[str, typer.Option("--by", help="step (tree) | tool | model | session | kind")]
 Top = Annotated[Optional[int], typer.Option("--top", min=1, help="Only the N costliest steps or groups.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")]
@@ -38,6 +41,12 @@ Pue = Annotated[Optional[float], typer.Option("--pue", help="Data-centre PUE (>=
 Carbon = Annotated[Optional[float], typer.Option("--carbon-g-per-kwh", help="Grid intensity, gCO2e/kWh.")]
 Region = Annotated[Optional[str], typer.Option("--region", help="Grid region for carbon: world, us, eu, fr, ...")]
 Config = Annotated[Optional[Path], typer.Option("--config", help="Config file (default ./sessionprof.toml).")]
+Sessions = Annotated[Optional[list[str]], typer.Option("--session", help="Only this session (id or unique prefix; "
+                                                       "repeat for several). `sessionprof sessions` lists them.")]
+Since = Annotated[Optional[str], typer.Option("--since", help="Only steps that end at or after this time: ISO-8601 "
+                                              "(UTC unless an offset is given) or epoch seconds.")]
+Until = Annotated[Optional[str], typer.Option("--until", help="Only steps that start at or before this time: "
+                                              "ISO-8601 (UTC unless an offset is given) or epoch seconds.")]
 
 
 @app.callback()
@@ -64,7 +73,17 @@ def _prices(config: Path | None, **flags: Any) -> Any:
     return load_prices(config=config, **flags)
 
 
-def _emit(text: str, output: Path | None) -> None:
+def _emit(text: str | bytes, output: Path | None) -> None:
+    if isinstance(text, bytes):
+        if output is None:
+            if sys.stdout.isatty():
+                raise ValueError("this format is binary: write it to a file with -o FILE")
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text)
+            return
+        output.write_bytes(text)
+        typer.echo(f"report written to {output}", err=True)
+        return
     if output is None:
         sys.stdout.write(text)
         return
@@ -112,14 +131,20 @@ def report(
     carbon_g_per_kwh: Carbon = None,
     region: Region = None,
     config: Config = None,
+    weight: Weight = "usd",
+    session: Sessions = None,
+    since: Since = None,
+    until: Until = None,
 ) -> None:
     """Attribute a recorded run (or another tool's trace) and print its per-step costs."""
     from profiler.attribution import attribute
     from profiler.loading import load
     from reports import render
+    from reports.render import FORMATS, WEIGHTS
 
     with _user_errors():
-        _check_choice("--format", format, ("table", "json", "csv", "markdown"))
+        _check_choice("--format", format, FORMATS)
+        _check_choice("--weight", weight, WEIGHTS)
         _check_choice("--by", by, ("step", "tool", "model", "session", "kind"))
         prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
                          pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
@@ -129,7 +154,9 @@ def report(
         finally:
             done()
         ledger = attribute(run, policy=policy, prices=prices)  # type: ignore[arg-type]
-        _emit(render(ledger, format, by=by, top=top, color=output is None and sys.stdout.isatty()), output)
+        ledger = _select(ledger, session, since, until)
+        _emit(render(ledger, format, by=by, top=top, weight=weight,
+                     color=output is None and sys.stdout.isatty()), output)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -144,6 +171,9 @@ def run(
     top: Top = None,
     output: Output = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")] = False,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html into the run "
+                                          "directory.")] = False,
+    weight: Weight = "usd",
     policy: Policy = "equal",
     gpu_usd_per_hour: GpuRate = None,
     energy_usd_per_kwh: EnergyPrice = None,
@@ -165,8 +195,11 @@ def run(
         typer.echo("sessionprof: error: give the command to run after --, e.g. sessionprof run -- python agent.py",
                    err=True)
         raise typer.Exit(2)
+    from reports.render import FORMATS, WEIGHTS
+
     with _user_errors():
-        _check_choice("--format", format, ("table", "json", "csv", "markdown"))
+        _check_choice("--format", format, FORMATS)
+        _check_choice("--weight", weight, WEIGHTS)
         prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
                          pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
         result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices)
@@ -177,8 +210,11 @@ def run(
 
         try:
             ledger = attribute(load(result.path), policy=policy, prices=prices)  # type: ignore[arg-type]
-            _emit(render(ledger, format, by=by, top=top, color=output is None and sys.stdout.isatty()), output)
-        except ProfilerError as err:
+            if not no_html:
+                _write_html(ledger, result.path)
+            _emit(render(ledger, format, by=by, top=top, weight=weight,
+                         color=output is None and sys.stdout.isatty()), output)
+        except (ProfilerError, ValueError) as err:
             typer.echo(f"sessionprof: could not report on the run: {err}", err=True)
     typer.echo(f"run directory: {result.path}", err=True)
     raise typer.Exit(result.exit_code)
@@ -203,6 +239,145 @@ def gpus() -> None:
         for key in ("driver_version", "architecture", "power_limit_w", "memory_total_bytes", "mig_mode"):
             if key in info.details:
                 typer.echo(f"  {key}: {info.details[key]}")
+
+
+def _write_html(ledger: Any, run_path: Path) -> None:
+    """Write the run's HTML report beside its records; a failure to write is a notice, not an error."""
+    from reports import render
+
+    page = run_path / "report.html"
+    try:
+        page.write_text(str(render(ledger, "html")), encoding="utf-8")
+    except OSError as err:
+        typer.echo(f"sessionprof: could not write {page}: {err.strerror or err}", err=True)
+        return
+    typer.echo(f"HTML report: {page}", err=True)
+
+
+def _select(ledger: Any, sessions: list[str] | None, since: str | None, until: str | None) -> Any:
+    """Narrow a ledger to some sessions and/or the steps that overlap a time window."""
+    from profiler.sessions import parse_time, select
+
+    return select(ledger, sessions=sessions or None,
+                  since_ns=parse_time(since, option="--since") if since is not None else None,
+                  until_ns=parse_time(until, option="--until") if until is not None else None)
+
+
+def _load_and_attribute(path: Path, prices: Any, policy: str = "equal") -> Any:
+    """Load a run or trace file (with a progress bar on a terminal) and attribute it."""
+    from profiler.attribution import attribute
+    from profiler.loading import load
+
+    update, done = _progress()
+    try:
+        run = load(path, progress=update)
+    finally:
+        done()
+    return attribute(run, policy=policy, prices=prices)  # type: ignore[arg-type]
+
+
+@app.command()
+def sessions(
+    path: Annotated[Path, typer.Argument(help="A run directory or a trace file.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="table | json | csv | markdown")] = "table",
+    output: Output = None,
+    config: Config = None,
+) -> None:
+    """List the sessions in a run or trace file, with their steps, model calls, tokens, dollars and wall time."""
+    from profiler.sessions import session_summaries
+    from reports.sessions_report import FORMATS, render_sessions
+
+    with _user_errors():
+        _check_choice("--format", format, FORMATS)
+        ledger = _load_and_attribute(path, _prices(config))
+        _emit(render_sessions(session_summaries(ledger), format, source=str(path)), output)
+
+
+@app.command()
+def diff(
+    a: Annotated[Path, typer.Argument(help="Run A (before): a run directory or a trace file.")],
+    b: Annotated[Path, typer.Argument(help="Run B (after): a run directory or a trace file.")],
+    session_a: Annotated[Optional[list[str]], typer.Option("--session-a", help="Only this session of A (id or "
+                                                           "unique prefix; repeatable).")] = None,
+    session_b: Annotated[Optional[list[str]], typer.Option("--session-b", help="Only this session of B.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | markdown | json")] = "table",
+    top: Annotated[Optional[int], typer.Option("--top", min=1, help="Only the N steps whose own total $ "
+                                               "(then tokens, joules, GiB*s) changed most.")] = None,
+    changed: Annotated[bool, typer.Option("--changed", help="Only steps that changed, appeared or "
+                                          "vanished.")] = False,
+    output: Output = None,
+    policy: Policy = "equal",
+    gpu_usd_per_hour: GpuRate = None,
+    energy_usd_per_kwh: EnergyPrice = None,
+    pue: Pue = None,
+    carbon_g_per_kwh: Carbon = None,
+    region: Region = None,
+    config: Config = None,
+) -> None:
+    """Compare two runs step by step: change in tokens, dollars, joules and GiB*s, steps added and removed.
+
+    Steps are matched by their path of names and their ordinal among same-named siblings.
+    """
+    from profiler.diff import diff_ledgers, only_changed, top_changes
+    from reports.diff_report import FORMATS, render_diff
+
+    with _user_errors():
+        _check_choice("--format", format, FORMATS)
+        prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
+                         pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
+        ledger_a = _select(_load_and_attribute(a, prices, policy), session_a, None, None)
+        ledger_b = _select(_load_and_attribute(b, prices, policy), session_b, None, None)
+        result = diff_ledgers(ledger_a, ledger_b)
+        rows, caption = (only_changed(result), "only steps that changed, appeared or vanished") if changed else (
+            result.steps, "")
+        if top is not None:
+            ranked = top_changes(result, len(result.steps))
+            rows = ranked[ranked.index.isin(rows.index)].head(top)
+            caption = f"top {top} steps by change in their own total $ (then tokens, joules, GiB*s)"
+        _emit(render_diff(result, format, rows=rows, caption=caption), output)
+
+
+@app.command()
+def whatif(
+    path: Annotated[Path, typer.Argument(help="A run directory or a trace file (read only: never modified).")],
+    model: Annotated[Optional[str], typer.Option("--model", help="Price every model call as this model "
+                                                 "(a genai-prices name: gpt-4o, claude-sonnet-4-5, ...).")] = None,
+    provider: Annotated[Optional[str], typer.Option("--provider", help="The model's provider (openai, "
+                                                    "anthropic, ...); inferred when omitted.")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table | markdown | json")] = "table",
+    output: Output = None,
+    policy: Policy = "equal",
+    gpu_usd_per_hour: GpuRate = None,
+    energy_usd_per_kwh: EnergyPrice = None,
+    pue: Pue = None,
+    carbon_g_per_kwh: Carbon = None,
+    region: Region = None,
+    config: Config = None,
+) -> None:
+    """Re-price a recorded run under another model, other prices or another GPU rate.
+
+    Self-hosted calls (vLLM, Ollama, ...) are priced as if sent to the API, with the break-even GPU rate.
+    """
+    from profiler.loading import load
+    from profiler.pricing import with_overrides
+    from profiler.whatif import what_if
+    from reports.whatif_report import FORMATS, render_whatif
+
+    with _user_errors():
+        _check_choice("--format", format, FORMATS)
+        base = _prices(config)
+        scenario = with_overrides(base, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
+                                  pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
+        if model is None and provider is not None:
+            raise ValueError("--provider needs --model")
+        update, done = _progress()
+        try:
+            run = load(path, progress=update)
+        finally:
+            done()
+        result = what_if(run, model=model, provider=provider, prices=scenario, base_prices=base,
+                         policy=policy)
+        _emit(render_whatif(result, format), output)
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

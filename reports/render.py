@@ -6,19 +6,31 @@ from typing import Any
 
 from profiler.ledger import Ledger
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "html", "perfetto", "speedscope", "folded", "parquet")
+#: Formats whose output is bytes, not text.
+BINARY_FORMATS = ("parquet",)
+#: The usual file name ending of each format.
+FILE_EXTENSIONS = {"table": ".txt", "json": ".json", "csv": ".csv", "markdown": ".md", "html": ".html",
+                   "perfetto": ".perfetto.json", "speedscope": ".speedscope.json", "folded": ".folded",
+                   "parquet": ".parquet"}
+#: What a flame graph (`speedscope`, `folded`) is weighted by.
+WEIGHTS = ("usd", "joules", "gib_s")
 
 
-def render(ledger: Ledger, format: str = "table", *, by: str = "step", top: int | None = None, **options: Any) -> str:
-    """Render `ledger` as `table`, `json`, `csv` or `markdown`.
+def render(ledger: Ledger, format: str = "table", *, by: str = "step", top: int | None = None, weight: str = "usd",
+           **options: Any) -> str | bytes:
+    """Render `ledger` in one of `FORMATS`; `parquet` gives bytes, every other format text.
 
     Args:
         ledger: the attributed run.
         format: the output format.
         by: `step` (the tree of steps) or a grouping: `tool`, `model`, `session`, `kind`.
         top: show only the N steps (or groups) that cost the most.
+        weight: for `speedscope` and `folded`: each step's own `usd`, `joules` or `gib_s`.
         options: renderer-specific settings (`width`, `color` for the table).
     """
+    if format in ("speedscope", "folded") and weight not in WEIGHTS:
+        raise ValueError(f"unknown weight {weight!r} (choose from {', '.join(WEIGHTS)})")
     if format == "table":
         from reports.table import render_table
 
@@ -35,4 +47,24 @@ def render(ledger: Ledger, format: str = "table", *, by: str = "step", top: int 
         from reports.csv_report import render_csv
 
         return render_csv(ledger, by=by, top=top)
+    if format == "html":
+        from reports.html import render_html
+
+        return render_html(ledger, by=by, top=top)
+    if format == "perfetto":
+        from reports.perfetto import render_perfetto
+
+        return render_perfetto(ledger, by=by, top=top)
+    if format == "speedscope":
+        from reports.flamegraph import render_speedscope
+
+        return render_speedscope(ledger, by=by, top=top, weight=weight)
+    if format == "folded":
+        from reports.flamegraph import render_folded
+
+        return render_folded(ledger, by=by, top=top, weight=weight)
+    if format == "parquet":
+        from reports.parquet_report import render_parquet
+
+        return render_parquet(ledger, by=by, top=top)
     raise ValueError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")

@@ -1,0 +1,83 @@
+"""Every renderer, every format, on the empty run and the golden run (pyinstrument's smoke test)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from profiler.ledger import Ledger
+from reports import render
+from reports.parquet_report import pyarrow_available
+from reports.render import BINARY_FORMATS, FILE_EXTENSIONS, FORMATS, WEIGHTS
+
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
+
+
+def _check_output(fmt: str, out: str | bytes, ledger: Ledger) -> None:
+    if fmt in BINARY_FORMATS:
+        assert isinstance(out, bytes) and out[:4] == b"PAR1"
+        return
+    assert isinstance(out, str)
+    # A missing figure is never printed as a NaN (nor as a Python None).
+    assert not re.search(r"\bnan\b", out, re.IGNORECASE), fmt
+    if fmt in ("json", "perfetto", "speedscope"):
+        document = json.loads(out)
+        assert document
+        if fmt == "perfetto":
+            assert isinstance(document["traceEvents"], list)
+        if fmt == "speedscope":
+            assert document["profiles"][0]["type"] == "sampled"
+    elif fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert rows and "self_total_cost_usd" in rows[0]
+    elif fmt == "html":
+        assert out.startswith("<!DOCTYPE html>") and out.rstrip().endswith("</html>")
+    elif fmt == "folded":
+        for line in out.splitlines():
+            assert re.fullmatch(r"[^\n]+ \d+", line), line
+    else:
+        assert out.strip()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("which", ["empty_ledger", "golden_ledger", "cpu_only_ledger"])
+def test_every_format_renders(fmt: str, which: str, request: pytest.FixtureRequest) -> None:
+    if fmt == "parquet" and not pyarrow_available():
+        pytest.skip("pyarrow is not installed")
+    ledger = request.getfixturevalue(which)
+    _check_output(fmt, render(ledger, fmt), ledger)
+
+
+@pytest.mark.parametrize("fmt", ["speedscope", "folded"])
+@pytest.mark.parametrize("weight", WEIGHTS)
+def test_flame_graph_weights(fmt: str, weight: str, golden_ledger: Ledger, empty_ledger: Ledger) -> None:
+    for ledger in (golden_ledger, empty_ledger):
+        _check_output(fmt, render(ledger, fmt, weight=weight), ledger)
+
+
+def test_unknown_weight_and_format_are_clear_errors(golden_ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="unknown weight 'watts'.*usd, joules, gib_s"):
+        render(golden_ledger, "speedscope", weight="watts")
+    with pytest.raises(ValueError, match="html, perfetto, speedscope, folded, parquet"):
+        render(golden_ledger, "pdf")
+
+
+def test_every_format_has_a_file_extension() -> None:
+    assert set(FILE_EXTENSIONS) == set(FORMATS)
+
+
+def test_golden_run_builder_matches_the_committed_files(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("golden_build", GOLDEN / "build.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.build(tmp_path)
+    for name in ("spans.jsonl", "samples.csv", "run.json"):
+        assert (tmp_path / name).read_text() == (GOLDEN / name).read_text(), name
