@@ -1,8 +1,12 @@
 """Decorator overhead, side by side: what one decorated call costs with ours against raw OpenTelemetry
 and the peer SDKs, in one run on one machine.
 
-    python benchmarks/decorator_overhead.py            # sync and async, all configurations installed
-    pip install -e '.[bench]'                          # the peers (Langfuse, Traceloop, OpenLIT) and OTel's file exporter
+    pip install -e '.[bench]'                                  # OTel's OTLP JSON file exporter
+    python benchmarks/decorator_overhead.py --peer-envs .bench-envs
+
+The peer SDKs pin different OpenTelemetry versions, so `--peer-envs DIR` gives each its own virtual
+environment under DIR (created on first use: this project plus the peer, from PyPI); a peer that
+cannot be installed is reported in the table, not fatal.
 
 Workload: an agent step that calls a model call and a tool call, three decorated functions a step.
 Each configuration runs in a fresh interpreter (peers install global tracer providers), rounds are
@@ -29,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+PEER_PACKAGES = {"openlit": "openlit", "traceloop": "traceloop-sdk", "langfuse": "langfuse"}
 CONFIGS = ("plain", "otel-noop", "otel-sdk", "ours-no-session", "ours", "openlit", "traceloop", "langfuse")
 LABELS = {
     "plain": "plain functions (baseline)",
@@ -259,12 +264,34 @@ def worker(args: argparse.Namespace) -> None:
             result = {"config": args.worker, "error": f"not installed ({err.name})"}
         except Exception as err:  # noqa: BLE001 - a peer that fails to start is reported, not fatal
             result = {"config": args.worker, "error": f"{type(err).__name__}: {err}"[:200]}
+    if args.worker in PEER_PACKAGES:
+        import importlib.metadata as md
+
+        try:
+            result["version"] = md.version(PEER_PACKAGES[args.worker])
+        except md.PackageNotFoundError:
+            pass
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def run_worker(config: str, steps: int, mode: str) -> dict[str, Any]:
+def peer_python(config: str, envs: Path | None) -> str:
+    """The interpreter for a configuration: this one, or the peer's own environment under `envs`."""
+    if config not in PEER_PACKAGES or envs is None:
+        return sys.executable
+    env_dir = envs / config
+    python = env_dir / "bin" / "python"
+    if not python.exists():
+        print(f"creating {env_dir} for {PEER_PACKAGES[config]} ...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+        root = Path(__file__).resolve().parents[1]
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "-e", str(root), PEER_PACKAGES[config]],
+                       check=False)
+    return str(python)
+
+
+def run_worker(config: str, steps: int, mode: str, python: str) -> dict[str, Any]:
     env = dict(os.environ, OTEL_SDK_DISABLED="false", TRACELOOP_TELEMETRY="false", OPENLIT_DISABLE_TELEMETRY="true")
-    proc = subprocess.run([sys.executable, __file__, "--worker", config, "--steps", str(steps), "--mode", mode],
+    proc = subprocess.run([python, __file__, "--worker", config, "--steps", str(steps), "--mode", mode],
                           capture_output=True, text=True, env=env, timeout=600)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -279,6 +306,7 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--modes", default="sync,async")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--peer-envs", type=Path, help="folder of per-peer virtual environments (made if missing)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="sync", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -287,11 +315,12 @@ def main() -> None:
         return
 
     configs = args.configs.split(",")
+    pythons = {config: peer_python(config, args.peer_envs) for config in configs}
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for round_index in range(args.rounds):
         for mode in args.modes.split(","):
             for config in configs:
-                results.setdefault((config, mode), []).append(run_worker(config, args.steps, mode))
+                results.setdefault((config, mode), []).append(run_worker(config, args.steps, mode, pythons[config]))
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     print_table(results, configs, args.modes.split(","), args)
     if args.json:
@@ -313,9 +342,10 @@ def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], configs: l
         except md.PackageNotFoundError:
             return "-"
 
+    peers = ", ".join(f"{config} {r.get('version', '-')}" for config in PEER_PACKAGES
+                      for r in results.get((config, modes[0]), [])[:1])
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"opentelemetry-sdk {version('opentelemetry-sdk')}, langfuse {version('langfuse')}, "
-          f"traceloop-sdk {version('traceloop-sdk')}, openlit {version('openlit')}; "
+          f"opentelemetry-sdk {version('opentelemetry-sdk')}; {peers}; "
           f"{args.steps} steps x 3 calls, median of {args.rounds} rounds\n")
     header = "| configuration | " + " | ".join(f"{m} us/call" for m in modes) + " | x raw OTel (sync) | spans |"
     print(header)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from profiler.genai import mark_billable
 from profiler.ledger import Ledger, build_ledger
-from profiler.model import TOKEN_COLUMNS, Run
+from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, conform
 from profiler.pricing import ApiPricer, Prices
 from profiler.timeline import QUANTITIES, build_timelines
 from profiler.tree import add_session_rows, depths, leaf_ranges, parent_positions
@@ -43,7 +43,7 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
     prices = prices or Prices()
-    spans = run.spans.copy()
+    spans = conform(run.spans, SPAN_COLUMNS).copy()
     spans["bills_usage"] = mark_billable(spans) if len(spans) else pd.Series(dtype=bool)
     steps = add_session_rows(spans) if len(spans) else spans
     parent = parent_positions(steps) if len(steps) else np.zeros(0, dtype=np.int64)
@@ -52,7 +52,7 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     gpu_names = {g.get("uuid"): g.get("name") for g in run.meta.get("gpus", []) if isinstance(g, dict)}
     baselines = {g.get("uuid"): g.get("mem_baseline_bytes") for g in run.meta.get("gpus", [])
                  if isinstance(g, dict) and g.get("mem_baseline_bytes") is not None}
-    timelines = build_timelines(run.samples, baselines)
+    timelines = build_timelines(conform(run.samples, SAMPLE_COLUMNS), baselines)
 
     n = len(steps)
     self_values = {q: np.zeros(n + 1) for q in QUANTITIES}  # the extra last row is `unattributed`
@@ -170,7 +170,8 @@ def _leaf_weights(steps: pd.DataFrame, policy: Policy) -> np.ndarray:
 def _check(measured: float, attributed: float) -> dict[str, float]:
     error = attributed - measured
     tolerance = 1e-9 * max(1.0, abs(measured))
-    return {"measured": measured, "attributed": attributed, "error": error, "held": float(abs(error) <= tolerance)}
+    return {"measured": float(measured), "attributed": float(attributed), "error": float(error),
+            "held": bool(abs(error) <= tolerance)}
 
 
 def _price_calls(steps: pd.DataFrame, pricer: ApiPricer) -> tuple[np.ndarray, list[str | None], list[str]]:

@@ -7,6 +7,7 @@ understood the same way.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -39,8 +40,8 @@ _NAME_PREFIXES = (
     "create_agent",
 )
 
-_INPUT = (semconv.INPUT_TOKENS, "gen_ai.usage.prompt_tokens", "llm.token_count.prompt", "ai.usage.inputTokens",
-          "ai.usage.promptTokens")
+_INPUT = (semconv.INPUT_TOKENS, "gen_ai.usage.prompt_tokens", "llm.token_count.prompt",
+          "ai.usage.inputTokens", "ai.usage.promptTokens", "ai.usage.tokens")
 _OUTPUT = (semconv.OUTPUT_TOKENS, "gen_ai.usage.completion_tokens", "llm.token_count.completion",
            "ai.usage.outputTokens", "ai.usage.completionTokens")
 _CACHE_READ = (semconv.CACHE_READ_TOKENS, "llm.token_count.prompt_details.cache_read",
@@ -54,7 +55,7 @@ _REASONING = (semconv.REASONING_TOKENS, "llm.token_count.completion_details.reas
               "gen_ai.usage.reasoning_tokens", "llm.usage.reasoning_tokens",
               "gen_ai.usage.completion_tokens_details.reasoning_tokens", "ai.usage.reasoningTokens")
 _MODEL = (semconv.RESPONSE_MODEL, "llm.response.model_name", "ai.response.model", semconv.REQUEST_MODEL,
-          "llm.request.model_name", "llm.model_name", "ai.model.id")
+          "llm.request.model_name", "llm.model_name", "ai.model.id", "langfuse.observation.model.name")
 _PROVIDER = (semconv.PROVIDER, "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
 _SESSION = (semconv.CONVERSATION_ID, "session.id", "langfuse.session.id", "gen_ai.session.id",
             "gen_ai.agent.session_id", "traceloop.association.properties.session_id",
@@ -70,7 +71,32 @@ _PROVIDER_ALIASES = {
 #: Providers that serve models from the user's own hardware: no API bill, and the GPU is local.
 SELF_HOSTED_PROVIDERS = frozenset({"vllm", "ollama", "sglang", "llama.cpp", "llamacpp", "lmstudio", "tgi",
                                    "transformers", "local", "self-hosted"})
+#: Alias -> (concept, rank): lets `span_row` resolve every concept in one pass over a span's attributes.
+_ALIAS_RANK: dict[str, tuple[str, int]] = {
+    key: (concept, rank)
+    for concept, keys in (("input_tokens", _INPUT), ("output_tokens", _OUTPUT),
+                          ("cache_read_tokens", _CACHE_READ), ("cache_write_tokens", _CACHE_WRITE),
+                          ("reasoning_tokens", _REASONING),
+                          ("model", _MODEL), ("provider", _PROVIDER), ("session", _SESSION), ("cost", _COST))
+    for rank, key in enumerate(keys)
+}
 _LOCAL_HOSTS = ("localhost", "127.", "0.0.0.0", "::1", "[::1]", "host.docker.internal")
+#: API hosts (the host itself or any subdomain) -> provider, for spans that name only the endpoint.
+_PROVIDER_HOSTS = {
+    "api.openai.com": "openai",
+    "openai.azure.com": "azure.ai.openai",
+    "api.anthropic.com": "anthropic",
+    "generativelanguage.googleapis.com": "gcp.gemini",
+    "aiplatform.googleapis.com": "gcp.vertex_ai",
+    "api.mistral.ai": "mistral_ai",
+    "api.groq.com": "groq",
+    "api.deepseek.com": "deepseek",
+    "api.x.ai": "x_ai",
+    "api.cohere.com": "cohere",
+    "api.perplexity.ai": "perplexity",
+}
+#: Langfuse's usage blob: `input` excludes the cache and any other `input_*` part (so does `output`).
+_LANGFUSE_USAGE = "langfuse.observation.usage_details"
 
 
 def first(attrs: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
@@ -113,6 +139,8 @@ def operation_of(attrs: Mapping[str, Any], name: str) -> str:
 
 def _count(value: Any) -> float:
     """A token count as float; NaN when absent or unreadable."""
+    if type(value) is int:  # the common case (bool is not int here: `type` is exact)
+        return float(value) if value >= 0 else math.nan
     if value is None or isinstance(value, bool):
         return math.nan
     try:
@@ -135,10 +163,42 @@ def usage_of(attrs: Mapping[str, Any]) -> dict[str, float]:
         "cache_write_tokens": _count(first(attrs, _CACHE_WRITE)),
         "reasoning_tokens": _count(first(attrs, _REASONING)),
     }
-    cached = np.nansum([usage["cache_read_tokens"], usage["cache_write_tokens"]])
+    cached = sum(v for v in (usage["cache_read_tokens"], usage["cache_write_tokens"]) if not math.isnan(v))
     if not math.isnan(usage["input_tokens"]) and cached > usage["input_tokens"]:
         usage["input_tokens"] += cached
+    if all(math.isnan(v) for v in usage.values()):
+        usage = _langfuse_usage(attrs) or usage
     return usage
+
+
+def _langfuse_usage(attrs: Mapping[str, Any]) -> dict[str, float] | None:
+    """The five counts from Langfuse's usage details (a JSON object), input inclusive of cache."""
+    details = attrs.get(_LANGFUSE_USAGE)
+    if isinstance(details, str):
+        try:
+            details = json.loads(details)
+        except ValueError:
+            return None
+    if not isinstance(details, dict):
+        return None
+    counts = {str(k): _count(v) for k, v in details.items()}
+
+    def side(name: str) -> float:  # `input` plus `input_*` parts and Anthropic's `cache_*_input_tokens`
+        parts = [v for k, v in counts.items() if not math.isnan(v)
+                 and (k == name or k.startswith(f"{name}_") or k.endswith(f"_{name}_tokens"))]
+        return float(sum(parts)) if parts else math.nan
+
+    def pick(*keys: str) -> float:
+        return next((counts[k] for k in keys if not math.isnan(counts.get(k, math.nan))), math.nan)
+
+    return {
+        "input_tokens": side("input"),
+        "output_tokens": side("output"),
+        "cache_read_tokens": pick("input_cached_tokens", "input_cache_read", "cache_read_input_tokens"),
+        "cache_write_tokens": pick("input_cache_creation", "input_cache_write",
+                                   "cache_creation_input_tokens"),
+        "reasoning_tokens": pick("output_reasoning_tokens", "output_reasoning"),
+    }
 
 
 def model_of(attrs: Mapping[str, Any]) -> str | None:
@@ -151,8 +211,23 @@ def model_of(attrs: Mapping[str, Any]) -> str | None:
 
 
 def provider_of(attrs: Mapping[str, Any]) -> str | None:
-    """Return the provider, normalised to the GenAI well-known values."""
-    value = first(attrs, _PROVIDER)
+    """Return the provider, normalised to the GenAI well-known values; else inferred from the endpoint."""
+    return _normalise_provider(first(attrs, _PROVIDER)) or _provider_from_address(attrs)
+
+
+def _provider_from_address(attrs: Mapping[str, Any]) -> str | None:
+    address = attrs.get(semconv.SERVER_ADDRESS)
+    if not isinstance(address, str):
+        return None
+    labels = address.strip().lower().split(".")
+    for start in range(len(labels)):
+        provider = _PROVIDER_HOSTS.get(".".join(labels[start:]))
+        if provider is not None:
+            return provider
+    return None
+
+
+def _normalise_provider(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.strip().lower()
@@ -196,27 +271,69 @@ def span_row(
     attrs: dict[str, Any],
     resource: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Turn one decoded span into a row of `Run.spans` (see `model.SPAN_COLUMNS`)."""
-    kind = operation_of(attrs, name)
-    provider = provider_of(attrs)
-    row: dict[str, Any] = {
+    """Turn one decoded span into a row of `Run.spans` (see `model.SPAN_COLUMNS`).
+
+    Same answers as `usage_of`, `model_of`, `provider_of`, `session_of` and `reported_cost_of`, but
+    in one pass over the span's attributes (readers call this for every span of a file).
+    """
+    kind = attrs.get(semconv.OPERATION)
+    if not isinstance(kind, str) or not kind:  # the common case needs no call
+        kind = operation_of(attrs, name)
+    found: dict[str, tuple[int, Any]] = {}
+    model_rank, model = len(_MODEL), None
+    for key, value in attrs.items():
+        hit = _ALIAS_RANK.get(key)
+        if hit is None or value is None or value == "":
+            continue
+        concept, rank = hit
+        if concept == "model":
+            if rank < model_rank and isinstance(value, str):
+                stripped = value.strip()
+                if stripped and stripped.lower() != "unknown":
+                    model_rank, model = rank, stripped
+            continue
+        previous = found.get(concept)
+        if previous is None or rank < previous[0]:
+            found[concept] = (rank, value)
+    provider = _normalise_provider(found["provider"][1]) if "provider" in found else None
+    provider = provider or _provider_from_address(attrs)
+    if "session" in found:
+        session = str(found["session"][1])
+    else:
+        value = first(resource, _SESSION) if resource else None
+        session = str(value) if value is not None else trace_id
+    inp = _count(found["input_tokens"][1]) if "input_tokens" in found else math.nan
+    cache_read = _count(found["cache_read_tokens"][1]) if "cache_read_tokens" in found else math.nan
+    cache_write = _count(found["cache_write_tokens"][1]) if "cache_write_tokens" in found else math.nan
+    if inp == inp:  # not NaN: apply the exclusive-cache rule of `usage_of`
+        cached = ((cache_read if cache_read == cache_read else 0.0)
+                  + (cache_write if cache_write == cache_write else 0.0))
+        if cached > inp:
+            inp += cached
+    row = {
         "trace_id": trace_id,
         "span_id": span_id,
         "parent_span_id": parent_span_id or None,
-        "session_id": session_of(attrs, resource, trace_id),
+        "session_id": session,
         "name": name,
         "kind": kind,
         "status": status,
         "start_ns": start_ns,
-        "end_ns": max(end_ns, start_ns),
-        "model": model_of(attrs),
+        "end_ns": end_ns if end_ns > start_ns else start_ns,
+        "model": model,
         "provider": provider,
-        "reported_cost_usd": reported_cost_of(attrs),
-        "remote": is_remote(kind, provider, attrs),
+        "reported_cost_usd": _count(found["cost"][1]) if "cost" in found else math.nan,
+        "remote": kind in INFERENCE_KINDS and is_remote(kind, provider, attrs),
         "session_root": bool(attrs.get(semconv.SESSION_ROOT, False)),
         "attributes": attrs,
+        "input_tokens": inp,
+        "output_tokens": _count(found["output_tokens"][1]) if "output_tokens" in found else math.nan,
+        "cache_read_tokens": cache_read,
+        "cache_write_tokens": cache_write,
+        "reasoning_tokens": _count(found["reasoning_tokens"][1]) if "reasoning_tokens" in found else math.nan,
     }
-    row.update(usage_of(attrs))
+    if _LANGFUSE_USAGE in attrs and all(math.isnan(row[c]) for c in TOKEN_COLUMNS):
+        row.update(_langfuse_usage(attrs) or {})
     return row
 
 
@@ -224,39 +341,76 @@ def mark_billable(spans: pd.DataFrame) -> pd.Series:
     """Decide which spans' usage is counted, so that aggregates never double the bill.
 
     Inference spans always count. Another span's usage (an agent repeating its children's sum)
-    counts only when no inference span lies beneath it and no ancestor already counted.
+    counts only when no ancestor already counted and no inference span is beneath it, nor beside
+    it within its time window (Microsoft Agent Framework parents the `chat` spans to the agent's
+    parent, not to `invoke_agent`, so the calls it sums are its siblings).
     """
+    from profiler.tree import depths, parent_positions, subtree_sums
+
     has_usage = spans[list(TOKEN_COLUMNS)].notna().any(axis=1).to_numpy()
     inference = spans["kind"].isin(INFERENCE_KINDS).to_numpy()
     bills = inference & has_usage
     candidates = np.flatnonzero(has_usage & ~inference)
     if len(candidates) == 0:
         return pd.Series(bills, index=spans.index)
-    index_of = {(t, s): i for i, (t, s) in enumerate(zip(spans["trace_id"], spans["span_id"]))}
-    parent_pos = np.array(
-        [index_of.get((t, p), -1) for t, p in zip(spans["trace_id"], spans["parent_span_id"])], dtype=np.int64
-    )
-    below_inference = np.zeros(len(spans), dtype=bool)
-    for pos in np.flatnonzero(inference):
-        up = parent_pos[pos]
-        while up >= 0 and not below_inference[up]:
-            below_inference[up] = True
-            up = parent_pos[up]
-    for pos in sorted(candidates, key=lambda p: _depth(parent_pos, p)):
-        if below_inference[pos]:
+    parent_pos = parent_positions(spans)
+    depth = depths(parent_pos)
+    flag = inference.astype(np.float64)
+    below_inference = (subtree_sums(flag, parent_pos, depth) - flag) > 0
+    beside = _InferenceInWindow(spans, inference, parent_pos)
+    for pos in candidates[np.argsort(depth[candidates], kind="stable")]:
+        if below_inference[pos] or beside.found(pos):
             continue
-        up, counted_above = parent_pos[pos], False
-        while up >= 0:
+        up, counted_above, steps = parent_pos[pos], False, 0
+        while up >= 0 and steps < 10_000:
             if bills[up]:
                 counted_above = True
                 break
-            up = parent_pos[up]
+            up, steps = parent_pos[up], steps + 1
         bills[pos] = not counted_above
     return pd.Series(bills, index=spans.index)
 
 
-def _depth(parent_pos: np.ndarray, pos: int) -> int:
-    depth = 0
-    while parent_pos[pos] >= 0 and depth < 10_000:
-        pos, depth = parent_pos[pos], depth + 1
-    return depth
+class _InferenceInWindow:
+    """Finds an inference span of the same trace, inside a span's time window, that descends from
+    that span's parent (anywhere in the trace when the span is a root)."""
+
+    def __init__(self, spans: pd.DataFrame, inference: np.ndarray, parent_pos: np.ndarray) -> None:
+        self.parent_pos = parent_pos
+        self.trace = spans["trace_id"].to_numpy()
+        self.start = spans["start_ns"].to_numpy(dtype=np.int64)
+        self.end = spans["end_ns"].to_numpy(dtype=np.int64)
+        self.inference = np.flatnonzero(inference)
+        self._by_trace: dict[Any, tuple[np.ndarray, np.ndarray]] | None = None
+
+    def _groups(self) -> dict[Any, tuple[np.ndarray, np.ndarray]]:
+        if self._by_trace is None:
+            rows = self.inference
+            order = rows[np.lexsort((self.start[rows], self.trace[rows].astype(str)))]
+            traces = self.trace[order]
+            self._by_trace = {}
+            if len(order):
+                cuts = np.flatnonzero(traces[1:] != traces[:-1]) + 1
+                for chunk in np.split(order, cuts):
+                    self._by_trace[self.trace[chunk[0]]] = (self.start[chunk], chunk)
+        return self._by_trace
+
+    def found(self, pos: int) -> bool:
+        group = self._groups().get(self.trace[pos])
+        if group is None:
+            return False
+        starts, members = group
+        lo = np.searchsorted(starts, self.start[pos], side="left")
+        hi = np.searchsorted(starts, self.end[pos], side="right")
+        parent = self.parent_pos[pos]
+        for member in members[lo:hi]:
+            if self.end[member] > self.end[pos] or member == pos:
+                continue
+            if parent < 0:
+                return True
+            up, steps = self.parent_pos[member], 0
+            while up >= 0 and steps < 10_000:
+                if up == parent:
+                    return True
+                up, steps = self.parent_pos[up], steps + 1
+        return False

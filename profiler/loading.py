@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
+import operator
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from profiler.errors import TraceFormatError
-from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame, frame_from_rows
-from profiler.readers import otlp
+from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
+from profiler.readers import console, jaeger, otlp
 from profiler.readers.framing import iter_json_values
 from profiler.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
 from profiler.readers.samples import SAMPLES_FILE, read_samples
@@ -87,34 +90,140 @@ def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) ->
     return Run(spans=spans, samples=samples, meta=meta, source=path, warnings=warnings)
 
 
-def read_trace_file(path: Path, warnings: list[str], progress: Progress | None = None) -> tuple[pd.DataFrame, dict]:
-    """Read every span of a trace file, whatever its framing and dialect."""
+#: The trace dialects a file may hold, tried in this order on every JSON value.
+_READERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Any]], ...] = (
+    ("otlp", otlp.looks_like_otlp, otlp.rows_from_document),
+    ("console", console.looks_like_console, console.rows_from_document),
+    ("jaeger", jaeger.looks_like_jaeger, jaeger.rows_from_document),
+)
+_EXPECTED = ("OTLP JSON traces (an object with resourceSpans or scopeSpans), Jaeger JSON (data[].spans) or "
+             "ConsoleSpanExporter spans (objects with name and context)")
+_MAX_NAMED = 5
+_BATCH = 4096
+
+
+def read_trace_file(path: Path, warnings: list[str],
+                    progress: Progress | None = None) -> tuple[pd.DataFrame, dict]:
+    """Read every span of a trace file, whatever its framing and dialect.
+
+    Each JSON value is recognised on its own as OTLP JSON, Jaeger JSON or a ConsoleSpanExporter
+    span (a file may mix them). Rows are gathered column by column, so a large file is held once,
+    as the finished table. Spans recorded twice keep their ended record; spans that never ended
+    are counted (`unfinished_spans`) and named in a warning.
+
+    Raises:
+        TraceFormatError: a value that is none of these, or invalid JSON; the message names the line.
+    """
+    # The cyclic garbage collector would walk every span read so far, again and again, as the
+    # tables grow (a third of the load time at a million spans); nothing read here forms cycles.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_trace_file(path, warnings, progress)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None) -> tuple[pd.DataFrame, dict]:
     total = max(path.stat().st_size, 1)
-    unfinished: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
     report = (lambda consumed: progress(consumed, total)) if progress else None
-    seen_format = None
+    names = [name for name in SPAN_COLUMNS if name != "bills_usage"]
+    columns: dict[str, list[Any]] = {name: [] for name in names}
+    as_tuple = operator.itemgetter(*names)
+    batch: list[dict[str, Any]] = []
+    unfinished: dict[tuple[str, str], str] = {}
+    formats: dict[str, int] = {}
+
+    def on_unfinished(row: dict[str, Any]) -> None:
+        unfinished.setdefault((row["trace_id"], row["span_id"]), row["name"])
+
+    def flush() -> None:
+        # Rows become columns a batch at a time: memory stays one batch of dicts plus the columns.
+        for column, values in zip(names, zip(*map(as_tuple, batch))):
+            columns[column].extend(values)
+        batch.clear()
+
     for line_no, value in iter_json_values(path, warnings.append, report):
-        if isinstance(value, dict) and not value:
-            continue
-        if otlp.looks_like_otlp(value):
-            seen_format = "otlp"
-            rows.extend(otlp.rows_from_document(value, unfinished.append))
-            continue
-        raise TraceFormatError(
-            f"{path}:{line_no}: expected OTLP JSON traces (an object with resourceSpans or scopeSpans), "
-            f"found {_describe(value)}"
-        )
-    spans = frame_from_rows(rows, SPAN_COLUMNS)
-    spans = _dedupe(spans)
+        for item in value if isinstance(value, list) and not otlp.looks_like_otlp(value) else (value,):
+            if isinstance(item, dict) and not item:
+                continue
+            reader = next(((name, rows_of) for name, looks_like, rows_of in _READERS if looks_like(item)),
+                          None)
+            if reader is None:
+                raise TraceFormatError(f"{path}:{line_no}: expected {_EXPECTED}, found {_describe(item)}")
+            name, rows_of = reader
+            formats[name] = formats.get(name, 0) + 1
+            try:
+                batch.extend(rows_of(item, on_unfinished))
+            except TraceFormatError as err:
+                raise TraceFormatError(f"{path}:{line_no}: {err}") from None
+            if len(batch) >= _BATCH:
+                flush()
+    flush()
+    records = len(columns["span_id"])
+    spans = _inherit_sessions(_dedupe(_frame_from_columns(columns)))  # empties `columns` as it goes
+    never_ended: list[str] = []
     if unfinished:
         finished = set(zip(spans["trace_id"], spans["span_id"]))
-        still_open = {(r["trace_id"], r["span_id"]) for r in unfinished} - finished
-        if still_open:
-            warnings.append(f"{path}: {len(still_open)} span(s) never ended; left out of the ledger")
-    meta = {"format": seen_format or "empty", "unfinished_spans": len({(r["trace_id"], r["span_id"])
-                                                                      for r in unfinished})}
+        never_ended = [name for key, name in unfinished.items() if key not in finished]
+    if never_ended:
+        named = ", ".join(repr(n) for n in never_ended[:_MAX_NAMED])
+        more = f" and {len(never_ended) - _MAX_NAMED} more" if len(never_ended) > _MAX_NAMED else ""
+        warnings.append(f"{path}: {len(never_ended)} span(s) never ended ({named}{more}); "
+                        "left out of the ledger")
+    meta = {"format": "+".join(formats) or "empty", "records": records,
+            "duplicate_records": records - len(spans), "unfinished_spans": len(never_ended)}
     return spans, meta
+
+
+def _frame_from_columns(columns: dict[str, list[Any]]) -> pd.DataFrame:
+    """Build `Run.spans` from column lists with the schema's dtypes, without a row-wise detour
+    (and without pandas turning object columns into its own string type)."""
+    n = len(columns["span_id"])
+    if not n:
+        return empty_frame(SPAN_COLUMNS)
+    data: dict[str, Any] = {}
+    for name, dtype in SPAN_COLUMNS.items():
+        values = columns.get(name)
+        if values is None:  # a column no reader fills (`bills_usage`: decided by attribution)
+            data[name] = np.full(n, None, dtype=object) if dtype == "object" else np.zeros(n, dtype=dtype)
+        elif dtype == "object":
+            data[name] = pd.Series(np.fromiter(values, dtype=object, count=n), dtype=object, copy=False)
+        else:
+            data[name] = np.fromiter(values, dtype=dtype, count=n)
+        columns[name] = []  # free each list as soon as its column is built
+    return pd.DataFrame(data, copy=False)
+
+
+def _inherit_sessions(spans: pd.DataFrame) -> pd.DataFrame:
+    """Give spans without a session of their own (their session fell back to their trace id) the
+    session of their trace, when the trace's other spans name exactly one; else their nearest
+    ancestor's. Copilot CLI, for one, writes the conversation id on agent and chat spans only,
+    which would otherwise split one conversation's tools into a session per trace."""
+    fallback = (spans["session_id"] == spans["trace_id"]).to_numpy()
+    if not fallback.any() or fallback.all():
+        return spans
+    explicit = spans.loc[~fallback, ["trace_id", "session_id"]].drop_duplicates()
+    named = explicit.groupby("trace_id", sort=False)["session_id"]
+    single = named.first()[named.size() == 1]
+    sessions = spans["session_id"].to_numpy(dtype=object).copy()
+    traces = spans["trace_id"]
+    inherit = fallback & traces.isin(single.index).to_numpy()
+    sessions[inherit] = traces[inherit].map(single).to_numpy(dtype=object)
+    several = fallback & traces.isin(named.size().index[named.size() > 1]).to_numpy()
+    if several.any():
+        from profiler.tree import parent_positions
+
+        parent = parent_positions(spans)
+        for pos in np.flatnonzero(several):
+            up, steps = parent[pos], 0
+            while up >= 0 and fallback[up] and steps < 10_000:
+                up, steps = parent[up], steps + 1
+            if up >= 0 and not fallback[up]:
+                sessions[pos] = sessions[up]
+    spans["session_id"] = pd.Series(sessions, index=spans.index, dtype=object)
+    return spans
 
 
 def _dedupe(spans: pd.DataFrame) -> pd.DataFrame:
@@ -128,6 +237,6 @@ def _dedupe(spans: pd.DataFrame) -> pd.DataFrame:
 
 def _describe(value: Any) -> str:
     if isinstance(value, dict):
-        keys = ", ".join(list(value)[:4])
+        keys = ", ".join(repr(key)[:40] for key in list(value)[:4])  # repr: a key may hold a newline
         return f"an object with keys {keys}" if keys else "an empty object"
     return f"a JSON {type(value).__name__}"

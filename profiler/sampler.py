@@ -8,6 +8,7 @@ so a wall-clock step mid-run cannot tear the timeline.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -23,6 +24,29 @@ from profiler.readers.samples import SamplesWriter
 logger = logging.getLogger(__name__)
 THREAD_NAME = "sessionprof-gpu-sampler"
 MIN_INTERVAL_S = 0.02
+#: Tick phases step by this fraction of the interval: the golden ratio, the most evenly spread.
+_GOLDEN = (5**0.5 - 1) / 2.0
+#: Ticks per slow sweep of the schedule across one interval (and as many back).
+_SWEEP_TICKS = 37
+
+
+def tick_offset(k: int, interval_s: float) -> float:
+    """When tick `k` of a dithered schedule is due, in seconds after its origin.
+
+    Ticks are `interval_s` apart on average (exactly so over every 74 ticks), but not evenly:
+    each is delayed by a golden-ratio fraction of the interval (gaps of about 0.6 and 1.6
+    intervals), and the whole schedule slides across one interval and back every 74 ticks.
+
+    Why: NVML's energy counter updates about every 100 ms. Reads at a fixed 10 Hz sit at one phase
+    of that period for ever and see a change at every read, which says nothing about when in the
+    previous 100 ms it happened; energy then lags by up to a read interval. Short gaps that often
+    see no change, at every phase of the update period, bracket the updates from both sides and let
+    `profiler.energy.locate_updates` place them to a few milliseconds. The slide keeps the schedule
+    from sitting in step with an update period equal to the interval.
+    """
+    sweep = k % (2 * _SWEEP_TICKS)
+    slide = (sweep if sweep < _SWEEP_TICKS else 2 * _SWEEP_TICKS - sweep) / _SWEEP_TICKS
+    return (k + slide + (k * _GOLDEN) % 1.0) * interval_s
 
 
 @dataclass
@@ -75,6 +99,7 @@ class GpuSampler:
         slow_every: int = 10,
         pids: Callable[[], frozenset[int]] | None = None,
         clock: Callable[[], int] | None = None,
+        dither: bool = True,
     ) -> None:
         """Prepare a sampler.
 
@@ -85,8 +110,11 @@ class GpuSampler:
             slow_every: read the slow fields (utilization, process memory) every this many ticks.
             pids: returns this run's process ids, for per-process memory.
             clock: returns epoch nanoseconds; a `Clock` by default.
+            dither: spread the ticks' phase over the interval (see `_offset`); False reads at a
+                fixed rate.
         """
-        if interval_s < MIN_INTERVAL_S:
+        # `not >=` also refuses NaN (which would spin the thread) and infinity (which Event.wait rejects).
+        if not (MIN_INTERVAL_S <= interval_s < math.inf):
             raise ValueError(f"interval_s must be at least {MIN_INTERVAL_S} s (NVML updates about every 0.1 s)")
         if slow_every < 1:
             raise ValueError("slow_every must be at least 1")
@@ -94,6 +122,7 @@ class GpuSampler:
         self.samples_path = samples_path
         self.interval_s = interval_s
         self.slow_every = slow_every
+        self.dither = dither
         self.clock = clock or Clock()
         self._pids = pids or (lambda: frozenset({os.getpid()}))
         self.gpus: list[GpuInfo] = []
@@ -165,18 +194,25 @@ class GpuSampler:
 
     def _run(self) -> None:
         cpu_start = time.thread_time()
-        next_tick = time.monotonic() + self.interval_s
+        origin, k = time.monotonic(), 1
+        next_tick = origin + self._offset(1)
         while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
             try:
                 self.tick()
             except Exception as err:  # noqa: BLE001 - keep sampling whatever happens
                 self._note_error(err)
             # Fixed-rate schedule: a slow call delays one tick, not every tick after it.
-            next_tick += self.interval_s
+            k += 1
+            next_tick = origin + self._offset(k)
             now = time.monotonic()
             if next_tick < now:
-                next_tick = now + self.interval_s
+                origin, k = now, 1
+                next_tick = origin + self._offset(1)
             self.stats.thread_cpu_s = time.thread_time() - cpu_start
+
+    def _offset(self, k: int) -> float:
+        """When tick `k` is due, in seconds after the schedule's origin (see `tick_offset`)."""
+        return tick_offset(k, self.interval_s) if self.dither else k * self.interval_s
 
     def _read(self, info: GpuInfo, pids: frozenset[int] | None, slow: bool) -> tuple[Any, ...] | None:
         try:

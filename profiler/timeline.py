@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from profiler.energy import counter_curve, power_curve
+from profiler.sensor_checks import idle_power
+
 GIB = 1024.0**3
 #: The quantities measured per GPU and conserved by attribution.
 QUANTITIES = ("energy_j", "active_energy_j", "gpu_s", "gpu_busy_s", "gpu_mem_gib_s", "idle_hold_gib_s")
@@ -31,7 +34,9 @@ class GpuTimeline:
     update_period_s: float = math.nan
     """Median interval between energy-counter changes (the sensor's resolution)."""
     idle_power_w: float = math.nan
-    """The idle baseline: a low percentile of power over the run."""
+    """The idle baseline (see `profiler.sensor_checks.idle_power`)."""
+    phase_located: float = 0.0
+    """Share of the counter's reads whose update instant was located (0 when knots sit at read times)."""
     mem_baseline_bytes: float = math.nan
 
     @property
@@ -74,18 +79,6 @@ def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None) -> GpuT
     line.curves["gpu_s"] = (t - t[0]) / 1e9
     line.sources["gpu_s"] = "measured:sample-clock"
 
-    energy = _energy_curve(group, t, line)
-    if energy is not None:
-        line.curves["energy_j"] = energy
-        power = group["power_w"].to_numpy(dtype=np.float64)
-        if np.isfinite(power).any():
-            line.idle_power_w = float(np.nanpercentile(power, 10))
-        else:
-            interval_w = np.diff(energy) / np.where(dt_s > 0, dt_s, np.nan)
-            line.idle_power_w = float(np.nanpercentile(interval_w, 10)) if np.isfinite(interval_w).any() else 0.0
-        line.curves["active_energy_j"] = energy - line.idle_power_w * line.curves["gpu_s"]
-        line.sources["active_energy_j"] = line.sources["energy_j"] + " minus idle baseline"
-
     util = group["util_pct"].to_numpy(dtype=np.float64)
     busy = None
     if np.isfinite(util).any():
@@ -99,34 +92,52 @@ def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None) -> GpuT
         if busy is not None:
             line.curves["idle_hold_gib_s"] = _step_integral(held / GIB * (1.0 - busy), dt_s)
             line.sources["idle_hold_gib_s"] = line.sources["gpu_mem_gib_s"] + " x idle fraction"
+
+    knots = _energy_knots(group, t, line)
+    if knots is not None:
+        # The energy curve bends at the counter's located update instants, between sample times:
+        # put them on the timeline too (the other curves are linear between samples, so exact there).
+        knots_ns = t[0] + np.round(knots[0] * 1e9).astype(np.int64)
+        inside = (knots_ns > t[0]) & (knots_ns < t[-1])
+        union = np.union1d(t, knots_ns[inside])
+        if len(union) > len(t):
+            line.curves = {q: np.interp(union, t, curve) for q, curve in line.curves.items()}
+            line.t_ns = union
+        energy = np.interp((line.t_ns - t[0]) / 1e9, knots[0], knots[1])
+        line.curves["energy_j"] = energy
+        line.idle_power_w = idle_power(group, t, energy, line)
+        line.curves["active_energy_j"] = energy - line.idle_power_w * line.curves["gpu_s"]
+        line.sources["active_energy_j"] = line.sources["energy_j"] + " minus idle baseline"
     return line
 
 
-def _energy_curve(group: pd.DataFrame, t: np.ndarray, line: GpuTimeline) -> np.ndarray | None:
-    """Cumulative joules from the counter's change points, else from trapezoid-integrated power."""
+def _energy_knots(group: pd.DataFrame, t: np.ndarray, line: GpuTimeline) -> tuple[np.ndarray, np.ndarray] | None:
+    """Knots (seconds since the first sample, cumulative joules) of the energy curve: from the counter
+    where it answers (at its located update instants, see `profiler.energy`), else integrated power."""
+    rel_s = (t - t[0]) / 1e9
+    power = group["power_w"].to_numpy(dtype=np.float64)
     counter = group["energy_j"].to_numpy(dtype=np.float64)
     ok = np.isfinite(counter)
     if ok.sum() >= 2 and ok.mean() >= 0.5:
-        tc, ec = t[ok], counter[ok]
-        # The counter publishes every ~100 ms; interpolate between the instants it changed, plus
-        # the first and last reads, so the total is exactly the counter's difference over the run.
-        changed = np.concatenate([[True], np.diff(ec) != 0])
-        changed[-1] = True
-        knots_t, knots_e = tc[changed], ec[changed]
-        change_intervals = np.diff(tc[np.concatenate([[False], np.diff(ec) != 0])]) / 1e9
-        if len(change_intervals):
-            line.update_period_s = float(np.median(change_intervals))
+        knots_t, knots_e, grid = counter_curve(rel_s[ok], counter[ok], power[ok])
+        line.update_period_s = grid.period if math.isfinite(grid.period) else _change_period(rel_s[ok], counter[ok])
+        line.phase_located = grid.located_fraction
         line.sources["energy_j"] = "measured:nvml-counter"
-        curve = np.interp(t.astype(np.float64), knots_t.astype(np.float64), knots_e - knots_e[0])
-        return curve
-    power = pd.Series(group["power_w"].to_numpy(dtype=np.float64))
-    if not np.isfinite(power.to_numpy()).any():
+        return knots_t, knots_e
+    if not np.isfinite(power).any():
         return None
-    power = power.interpolate(limit_direction="both").to_numpy()
-    dt_s = np.diff(t) / 1e9
+    knots_t, knots_e, period = power_curve(rel_s, power)
+    line.update_period_s = period
     line.sources["energy_j"] = "measured:integrated-power"
-    line.update_period_s = float(np.median(dt_s)) if len(dt_s) else math.nan
-    return np.concatenate([[0.0], np.cumsum(dt_s * (power[1:] + power[:-1]) / 2.0)])
+    return knots_t, knots_e
+
+
+def _change_period(t_s: np.ndarray, values: np.ndarray) -> float:
+    """Median interval between the reads at which a counter changed (its update period, at the
+    reads' resolution)."""
+    moved = np.concatenate([[False], np.diff(values) != 0])
+    intervals = np.diff(t_s[moved])
+    return float(np.median(intervals)) if len(intervals) else math.nan
 
 
 def _memory_held(group: pd.DataFrame, line: GpuTimeline, mem_baseline: float | None) -> np.ndarray | None:

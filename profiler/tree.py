@@ -22,7 +22,8 @@ def add_session_rows(spans: pd.DataFrame) -> pd.DataFrame:
     keys = spans["trace_id"] + ":" + spans["span_id"]
     parent_keys = spans["trace_id"] + ":" + spans["parent_span_id"].fillna("")
     has_parent = spans["parent_span_id"].notna() & parent_keys.isin(pd.Index(keys))
-    roots = ~has_parent & ~spans["session_root"]
+    enclosing = _encloses_own_session_root(spans, keys, parent_keys, has_parent)
+    roots = ~has_parent & ~spans["session_root"] & ~enclosing
     spans.loc[spans["session_root"], "kind"] = SESSION_KIND
 
     declared = spans[spans["session_root"]].drop_duplicates("session_id")
@@ -52,15 +53,50 @@ def add_session_rows(spans: pd.DataFrame) -> pd.DataFrame:
     return spans
 
 
+def _encloses_own_session_root(
+    spans: pd.DataFrame, keys: pd.Series, parent_keys: pd.Series, has_parent: pd.Series
+) -> np.ndarray:
+    """Mark the ancestors of each declared session root that belong to its session (a request span
+    the session was opened in): they stay roots, since hanging them under that session row would
+    close a cycle."""
+    marked = np.zeros(len(spans), dtype=bool)
+    declared = np.flatnonzero(spans["session_root"].to_numpy(dtype=bool))
+    if not len(declared):
+        return marked
+    index_of = {key: pos for pos, key in enumerate(keys)}
+    session = spans["session_id"].to_numpy(dtype=object)
+    linked = has_parent.to_numpy(dtype=bool)
+    for pos in declared:
+        up, seen = pos, {pos}
+        while linked[up]:
+            up = index_of[parent_keys.iat[up]]
+            if up in seen:
+                break
+            seen.add(up)
+            marked[up] |= session[up] == session[pos]
+    return marked
+
+
 def parent_positions(spans: pd.DataFrame) -> np.ndarray:
     """Return, for each row, the row position of its parent, or -1."""
-    keys = pd.Index(spans["trace_id"] + ":" + spans["span_id"])
     if "trace_id_parent" in spans:
         parent_trace = spans["trace_id_parent"].fillna(spans["trace_id"])
     else:
         parent_trace = spans["trace_id"]
-    parent_keys = parent_trace + ":" + spans["parent_span_id"].fillna("\0")
-    positions = keys.get_indexer(parent_keys)
+    span_index = pd.Index(spans["span_id"].to_numpy(dtype=object))
+    if span_index.is_unique:
+        # Span ids are unique in practice: look parents up by span id alone, then keep a match only
+        # where the trace agrees (much faster than building trace:span keys for a million rows).
+        positions = span_index.get_indexer(spans["parent_span_id"].to_numpy(dtype=object))
+        found = positions >= 0
+        trace = spans["trace_id"].to_numpy(dtype=object)
+        same = np.zeros(len(positions), dtype=bool)
+        same[found] = trace[positions[found]] == parent_trace.to_numpy(dtype=object)[found]
+        positions = np.where(same, positions, -1)
+    else:
+        keys = pd.Index(spans["trace_id"] + ":" + spans["span_id"])
+        parent_keys = parent_trace + ":" + spans["parent_span_id"].fillna("\0")
+        positions = keys.get_indexer(parent_keys)
     positions[positions == np.arange(len(positions))] = -1  # a span that names itself as parent
     return positions.astype(np.int64)
 
@@ -92,12 +128,12 @@ def leaf_ranges(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (owner row, first slice, end slice) of every interval in which a row is a leaf.
 
-    A row is a leaf in a slice when it is open there and none of its children is. Children are
-    clipped to their parent's interval; overlapping children (concurrent calls) are merged.
+    A row is a leaf in a slice when it is open there and none of its descendants is (a child that
+    outlives its parent still keeps the grandparent from being a leaf). Descendants are clipped to
+    each ancestor's interval; overlapping ones (concurrent calls) are merged.
     """
     n = len(start_idx)
-    child = np.flatnonzero(parent >= 0)
-    p = parent[child]
+    child, p = _ancestor_pairs(parent, start_idx, end_idx)
     cs = np.maximum(start_idx[child], start_idx[p])
     ce = np.minimum(end_idx[child], end_idx[p])
     keep = cs < ce
@@ -131,3 +167,28 @@ def leaf_ranges(
         firsts.append(tail_first[tail])
         ends.append(end_idx[tail_owner[tail]])
     return np.concatenate(owners), np.concatenate(firsts), np.concatenate(ends)
+
+
+def _ancestor_pairs(
+    parent: np.ndarray, start_idx: np.ndarray, end_idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (descendant row, ancestor row) pairs that together cover every ancestor's descendants.
+
+    A row is paired with its parent, and with higher ancestors only while it sticks out of the one
+    below: inside an ancestor, that ancestor's own pair already covers it. Usual nesting thus gives
+    one pair per row, however deep the tree. Cycles are cut.
+    """
+    rows, ancestors = [], []
+    row, current = np.arange(len(parent)), parent.copy()
+    for _ in range(len(parent)):
+        live = (current >= 0) & (current != row)  # a cycle leads a row back to itself
+        row, current = row[live], current[live]
+        if not len(row):
+            break
+        rows.append(row)
+        ancestors.append(current)
+        outside = (start_idx[row] < start_idx[current]) | (end_idx[row] > end_idx[current])
+        row, current = row[outside], parent[current[outside]]
+    if not rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(rows), np.concatenate(ancestors)

@@ -18,7 +18,8 @@ from reports._cells import NOT_MEASURED, missing, usd
 
 FORMATS = ("table", "markdown", "json")
 MAX_ROWS = 200
-_HEADER = ("Step", "Status", "Δ tokens", "Δ total $", "Δ GPU J", "Δ GiB·s", "Δ wall s", "A total $", "B total $")
+_HEADER = ("Step", "Status", "Δ tokens", "Δ total $", "Δ GPU J", "Δ GiB·s", "Δ wall s", "A total $",
+           "B total $")
 
 
 def render_diff(diff: Diff, format: str = "table", *, rows: pd.DataFrame | None = None, caption: str = "",
@@ -66,7 +67,8 @@ def render_diff(diff: Diff, format: str = "table", *, rows: pd.DataFrame | None 
 
 def _cells(row: pd.Series, indent: bool, pad: str) -> list[str]:
     label = (pad * int(row["depth"]) + str(row["name"])) if indent else str(row["key"])
-    return [label, str(row["status"]), _signed(row["tokens_delta"], 0), _signed_usd(row["total_cost_usd_delta"]),
+    return [label, str(row["status"]), _signed(row["tokens_delta"], 0),
+            _signed_usd(row["total_cost_usd_delta"]),
             _signed(row["energy_j_delta"], 1), _signed(row["gpu_mem_gib_s_delta"], 2),
             _signed(row["wall_s_delta"], 2), usd(row["total_cost_usd_a"]), usd(row["total_cost_usd_b"])]
 
@@ -84,11 +86,12 @@ def _total_cells(totals: dict[str, Any]) -> list[str]:
 
 def _notes(diff: Diff, caption: str) -> list[str]:
     counts = diff.totals["counts"]
-    lines = [f"steps: {counts['changed']} changed, {counts['same']} same, {counts['added']} only in B (added), "
+    lines = [f"steps: {counts['changed']} changed, {counts['same']} same, {counts['added']} only in B "
+             "(added), "
              f"{counts['removed']} only in A (removed); model calls {counts['model_calls_a']} -> "
              f"{counts['model_calls_b']}",
-             "steps are matched by their path of names and their ordinal among same-named siblings; figures are "
-             "inclusive (a step and everything beneath it); Δ = B - A"]
+             "steps are matched by their path of names and their ordinal among same-named siblings; "
+             "figures are inclusive (a step and everything beneath it); Δ = B - A"]
     api = diff.totals["api_cost_usd"]
     lines.append(f"API $: {usd(api['a'])} -> {usd(api['b'])}")
     if caption:

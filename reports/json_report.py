@@ -26,8 +26,9 @@ def render_json(ledger: Ledger, *, by: str = "step", top: int | None = None) -> 
     head = {"run": _json_tree(ledger.run), "totals": _json_tree(ledger.totals)}
     if by != "step":
         grouped = ledger.group_by(by)
+        groups = grouped.head(top) if top else grouped
         document = {**head, "checks": _json_tree(ledger.checks),
-                    "groups": _json_tree(grouped.head(top).to_dict("records") if top else grouped.to_dict("records"))}
+                    "groups": _json_tree(groups.to_dict("records"))}
         return json.dumps(document, indent=2, default=str) + "\n"
     steps = ledger.steps.drop(columns=["bills_usage"], errors="ignore")
     if top is not None:

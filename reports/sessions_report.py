@@ -28,7 +28,8 @@ def render_sessions(sessions: pd.DataFrame, format: str = "table", *, source: st
     if format == "csv":
         return sessions.to_csv(index=False)
     if format == "markdown":
-        lines = [f"### Sessions in {source}", "", "| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+        lines = [f"### Sessions in {source}", "", "| " + " | ".join(_HEADER) + " |",
+                 "|" + "---|" * len(_HEADER)]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in _cells(row)) + " |"
                   for _, row in sessions.iterrows()]
         return "\n".join(lines) + "\n"

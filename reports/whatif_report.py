@@ -23,7 +23,8 @@ def render_whatif(result: WhatIf, format: str = "table", *, width: int | None = 
     """Render a `WhatIf` as `table`, `markdown` or `json`."""
     if format == "json":
         document = {"source": result.original.run.get("source"), "changes": result.changes,
-                    "comparison": result.comparison.to_dict("records"), "by_model": result.by_model.to_dict("records"),
+                    "comparison": result.comparison.to_dict("records"),
+                    "by_model": result.by_model.to_dict("records"),
                     "break_even": result.break_even, "original_totals": result.original.totals,
                     "what_if_totals": result.scenario.totals}
         return json.dumps(_json_tree(document), indent=2, default=str) + "\n"
@@ -36,10 +37,12 @@ def render_whatif(result: WhatIf, format: str = "table", *, width: int | None = 
                str(r["what_if_model"])] for _, r in result.by_model.iterrows()]
     lines = _notes(result)
     if format == "markdown":
-        out = [f"### What if: {_title(result)}", "", "| Cost | Recorded | What if | Δ | Δ % |", "|---|---|---|---|---|"]
+        out = [f"### What if: {_title(result)}", "", "| Cost | Recorded | What if | Δ | Δ % |",
+               "|---|---|---|---|---|"]
         out += ["| " + " | ".join(row) + " |" for row in comparison]
         if models:
-            out += ["", "| Model calls (as recorded) | Calls | In tok | Out tok | Recorded $ | What-if $ | Priced as |",
+            out += ["", "| Model calls (as recorded) | Calls | In tok | Out tok | Recorded $ | What-if $ | "
+                    "Priced as |",
                     "|---|---|---|---|---|---|---|"]
             out += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in models]
         out += ["", *(f"- {line}" for line in lines)]
@@ -60,7 +63,8 @@ def render_whatif(result: WhatIf, format: str = "table", *, width: int | None = 
         table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
         for name in ("Model calls (as recorded)", "Calls", "In tok", "Out tok", "Recorded $", "What-if $",
                      "Priced as"):
-            table.add_column(name, justify="left" if name in ("Model calls (as recorded)", "Priced as") else "right")
+            left = name in ("Model calls (as recorded)", "Priced as")
+            table.add_column(name, justify="left" if left else "right")
         for row in models:
             table.add_row(*row)
         console.print()
@@ -90,21 +94,23 @@ def _notes(result: WhatIf) -> list[str]:
                      f"{', '.join(result.scenario.checks.get('unpriced_models', []))}")
     even = result.break_even
     if even:
-        lines.append(f"self-hosted: {even['self_hosted_calls']} call(s), {tokens(even['input_tokens']) or 0} input + "
-                     f"{tokens(even['output_tokens']) or 0} output tokens served on your GPU")
-        lines.append(f"  at the API ({even['api_priced_as'] or 'unpriced'}): {usd(even['api_equivalent_usd'])}")
+        lines.append(f"self-hosted: {even['self_hosted_calls']} call(s), {tokens(even['input_tokens']) or 0} "
+                     f"input + {tokens(even['output_tokens']) or 0} output tokens served on your GPU")
+        priced_as = even["api_priced_as"] or "unpriced"
+        lines.append(f"  at the API ({priced_as}): {usd(even['api_equivalent_usd'])}")
         if even["gpu_hours"]:
-            lines.append(f"  on your GPU: {usd(even['self_hosted_usd'])} (GPU {usd(even['self_hosted_gpu_usd'])} + "
-                         f"energy {usd(even['self_hosted_energy_usd'])} over {number(even['gpu_hours'], 3)} GPU-hours, "
-                         "idle time between calls included)")
+            gpu, energy = usd(even["self_hosted_gpu_usd"]), usd(even["self_hosted_energy_usd"])
+            lines.append(f"  on your GPU: {usd(even['self_hosted_usd'])} (GPU {gpu} + energy {energy} over "
+                         f"{number(even['gpu_hours'], 3)} GPU-hours, idle time between calls included)")
         if even["break_even_gpu_usd_per_hour"] is not None:
             lines.append(f"  break-even: self-hosting pays while a GPU-hour costs less than "
                          f"{usd(even['break_even_gpu_usd_per_hour'])}"
-                         + (f"; at the rate used, the {even['cheaper']} is cheaper" if even["cheaper"] else ""))
+                         + (f"; at the rate used, the {even['cheaper']} is cheaper"
+                            if even["cheaper"] else ""))
         if even["note"]:
             lines.append(f"  {even['note']}")
-    lines.append("prices: genai-prices' bundled snapshot, as of each request's time; tokens are the recorded ones "
-                 "(another model would tokenise the same text somewhat differently)")
+    lines.append("prices: genai-prices' bundled snapshot, as of each request's time; tokens are the recorded "
+                 "ones (another model would tokenise the same text somewhat differently)")
     return lines
 
 

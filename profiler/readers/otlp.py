@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -15,45 +16,64 @@ _STATUS_NAMES = {"STATUS_CODE_UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_C
                  "UNSET": "unset", "OK": "ok", "ERROR": "error"}
 
 
+_intern = sys.intern
+_HEX_DIGITS = "0123456789abcdef"
+
+
 def decode_any_value(value: Any) -> Any:
     """Decode an OTLP JSON `AnyValue` into a Python value."""
     if not isinstance(value, dict):
         return value
-    for key, inner in value.items():
-        if key == "stringValue" or key == "boolValue":
+    if "stringValue" in value:
+        return value["stringValue"]
+    if "intValue" in value:
+        inner = value["intValue"]
+        if type(inner) is int:
             return inner
-        if key == "intValue":
-            try:
-                return int(inner)
-            except (TypeError, ValueError):
-                return None
-        if key == "doubleValue":
-            try:
-                return float(inner)
-            except (TypeError, ValueError):
-                return None
-        if key == "arrayValue":
-            return [decode_any_value(v) for v in (inner or {}).get("values", [])]
-        if key == "kvlistValue":
-            return decode_attributes((inner or {}).get("values", []))
-        if key == "bytesValue":
-            return inner
+        try:
+            return int(inner)
+        except (TypeError, ValueError):
+            return None
+    if "boolValue" in value:
+        return value["boolValue"]
+    if "doubleValue" in value:
+        try:
+            return float(value["doubleValue"])
+        except (TypeError, ValueError):
+            return None
+    if "arrayValue" in value:
+        return [decode_any_value(v) for v in (value["arrayValue"] or {}).get("values") or ()]
+    if "kvlistValue" in value:
+        return decode_attributes((value["kvlistValue"] or {}).get("values"))
+    if "bytesValue" in value:
+        return value["bytesValue"]
     return None
 
 
 def decode_attributes(items: Iterable[Any] | None) -> dict[str, Any]:
-    """Decode a list of OTLP `KeyValue`s into a dict."""
+    """Decode a list of OTLP `KeyValue`s into a dict (keys interned: a million spans share them)."""
+    if not items:
+        return {}
+    try:  # the common, well-formed case in one comprehension
+        return {_intern(item["key"]): value["stringValue"] if "stringValue" in (value := item["value"])
+                else int(value["intValue"]) if "intValue" in value else decode_any_value(value) for item in items}
+    except (TypeError, KeyError, AttributeError, ValueError):
+        pass
     attrs: dict[str, Any] = {}
-    for item in items or ():
+    if not isinstance(items, list):
+        return attrs  # a malformed attributes field: no attributes rather than a crash
+    for item in items:
         if isinstance(item, dict) and isinstance(item.get("key"), str):
-            attrs[item["key"]] = decode_any_value(item.get("value"))
+            attrs[_intern(item["key"])] = decode_any_value(item.get("value"))
     return attrs
 
 
 def normalise_id(value: Any, hex_len: int) -> str | None:
     """Return an id as lowercase hex; accept upper case, `0x` prefixes and base64."""
-    if not isinstance(value, str) or not value:
+    if type(value) is not str or not value:
         return None
+    if len(value) == hex_len and not value.strip(_HEX_DIGITS):
+        return value  # the common case: already lowercase hex of the right length
     text = value[2:] if value[:2] in ("0x", "0X") else value
     if len(text) == hex_len:
         try:
@@ -61,6 +81,8 @@ def normalise_id(value: Any, hex_len: int) -> str | None:
             return text.lower()
         except ValueError:
             pass
+    elif 0 < len(text) < hex_len and not text.lower().strip(_HEX_DIGITS):
+        return text.lower().zfill(hex_len)  # leading zeros dropped (Jaeger's 64-bit trace ids, `0x1f`)
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
@@ -70,7 +92,10 @@ def normalise_id(value: Any, hex_len: int) -> str | None:
 
 def status_of(status: Any) -> str:
     """Map an OTLP status (integer or string enum) to ok / error / unset."""
-    code = status.get("code", 0) if isinstance(status, dict) else status
+    if isinstance(status, dict):
+        code = status.get("code", status.get("status_code", 0))  # `status_code`: ConsoleSpanExporter
+    else:
+        code = status
     if isinstance(code, int):
         return _STATUS.get(code, "unset")
     if isinstance(code, str):
@@ -94,23 +119,39 @@ def resource_spans_of(document: Any) -> Iterator[dict[str, Any]]:
                 yield item
     elif "scopeSpans" in document or "scope_spans" in document:
         yield document
+    elif isinstance(document.get("result"), dict):  # Jaeger's api/v3 answer wraps OTLP in `result`
+        yield from resource_spans_of(document["result"])
 
 
 def looks_like_otlp(document: Any) -> bool:
     """Whether a decoded JSON value is OTLP traces (possibly empty)."""
     if isinstance(document, list):
         return any(looks_like_otlp(item) for item in document[:1])
-    return isinstance(document, dict) and any(
-        key in document for key in ("resourceSpans", "resource_spans", "scopeSpans", "scope_spans")
-    )
+    if not isinstance(document, dict):
+        return False
+    if any(key in document for key in _OTLP_KEYS):
+        return True
+    result = document.get("result")
+    return isinstance(result, dict) and any(key in result for key in _OTLP_KEYS)
+
+
+_OTLP_KEYS = ("resourceSpans", "resource_spans", "scopeSpans", "scope_spans")
 
 
 def rows_from_document(document: Any, on_unfinished: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
-    """Yield a `Run.spans` row for every span in one OTLP JSON document."""
+    """Yield a `Run.spans` row for every span in one OTLP JSON document.
+
+    A span that has not ended (no end time) goes to `on_unfinished` instead.
+    """
     for resource_spans in resource_spans_of(document):
-        resource = decode_attributes((resource_spans.get("resource") or {}).get("attributes"))
-        for scope_spans in resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []:
-            for span in (scope_spans or {}).get("spans") or []:
+        resource_field = resource_spans.get("resource")
+        resource = decode_attributes(resource_field.get("attributes") if isinstance(resource_field, dict) else None)
+        scopes = resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []
+        for scope_spans in scopes if isinstance(scopes, list) else ():
+            if not isinstance(scope_spans, dict):
+                continue
+            spans = scope_spans.get("spans") or ()
+            for span in spans if isinstance(spans, list) else ():
                 row = _row(span, resource)
                 if row is None:
                     continue
@@ -123,24 +164,34 @@ def rows_from_document(document: Any, on_unfinished: Callable[[dict[str, Any]], 
 def _row(span: Any, resource: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(span, dict):
         return None
-    trace_id = normalise_id(span.get("traceId") or span.get("trace_id"), 32)
-    span_id = normalise_id(span.get("spanId") or span.get("span_id"), 16)
+    trace_id = span.get("traceId") or span.get("trace_id")
+    if type(trace_id) is not str or len(trace_id) != 32 or trace_id.strip(_HEX_DIGITS):
+        trace_id = normalise_id(trace_id, 32)
+    span_id = span.get("spanId") or span.get("span_id")
+    if type(span_id) is not str or len(span_id) != 16 or span_id.strip(_HEX_DIGITS):
+        span_id = normalise_id(span_id, 16)
     if trace_id is None or span_id is None:
         return None
-    start = _nanos(span.get("startTimeUnixNano", span.get("start_time_unix_nano")))
-    end = _nanos(span.get("endTimeUnixNano", span.get("end_time_unix_nano")))
+    start = span.get("startTimeUnixNano")
+    start = _nanos(start if start is not None else span.get("start_time_unix_nano"))
     if start is None:
         return None
-    attrs = decode_attributes(span.get("attributes"))
+    end = span.get("endTimeUnixNano")
+    end = _nanos(end if end is not None else span.get("end_time_unix_nano"))
+    parent = span.get("parentSpanId") or span.get("parent_span_id")
+    if parent and (type(parent) is not str or len(parent) != 16 or parent.strip(_HEX_DIGITS)):
+        parent = normalise_id(parent, 16)
+    status = span.get("status")
+    code = status.get("code", 0) if type(status) is dict else None
     row = span_row(
-        trace_id=trace_id,
+        trace_id=_intern(trace_id),
         span_id=span_id,
-        parent_span_id=normalise_id(span.get("parentSpanId") or span.get("parent_span_id"), 16),
-        name=str(span.get("name") or ""),
+        parent_span_id=parent or None,
+        name=_intern(str(span.get("name") or "")),
         start_ns=start,
         end_ns=end if end else start,
-        status=status_of(span.get("status")),
-        attrs=attrs,
+        status=_STATUS[code] if type(code) is int and code in _STATUS else status_of(status),
+        attrs=decode_attributes(span.get("attributes")),
         resource=resource,
     )
     if not end:
@@ -150,7 +201,7 @@ def _row(span: Any, resource: dict[str, Any]) -> dict[str, Any] | None:
 
 def _nanos(value: Any) -> int | None:
     try:
-        nanos = int(value)
+        nanos = int(value)  # a string (the JSON mapping of int64) or a number
     except (TypeError, ValueError):
         return None
     return nanos if nanos > 0 else None

@@ -66,8 +66,30 @@ def read_samples(path: Path, warnings: list[str]) -> pd.DataFrame:
         frame = pd.read_csv(io.StringIO(text), dtype={"gpu": str})
     except (ValueError, pd.errors.ParserError) as err:
         raise TraceFormatError(f"{path}: malformed samples ({str(err).splitlines()[0]})") from None
-    bad = pd.to_numeric(frame["t_ns"], errors="coerce").isna()
-    if bad.any():
-        line = int(bad.to_numpy().argmax()) + 2
-        raise TraceFormatError(f"{path}:{line}: t_ns is not an integer")
+    numeric = [c for c in SAMPLE_COLUMNS if c != "gpu" and c in frame]
+    if len(frame) and (not pd.api.types.is_integer_dtype(frame["t_ns"]) or not all(
+            pd.api.types.is_numeric_dtype(frame[c]) for c in numeric)):
+        _raise_first_bad_cell(path, text, numeric)
     return frame_from_rows(frame.to_dict("list"), SAMPLE_COLUMNS)
+
+
+def _raise_first_bad_cell(path: Path, text: str, numeric: list[str]) -> None:
+    """Name the line and column of the first cell that is not a number (t_ns: not an integer)."""
+    # Read again as text, blank lines kept, so that row i is line i + 2 of the file.
+    cells = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
+    blank = (cells == "").all(axis=1).to_numpy()
+    problems = []
+    for column in numeric:
+        raw = cells[column].str.strip()
+        if column == "t_ns":
+            bad = ~raw.str.fullmatch(r"-?\d+").fillna(False).to_numpy(dtype=bool)
+        else:
+            bad = (pd.to_numeric(raw, errors="coerce").isna() & (raw != "")).to_numpy(dtype=bool)
+        bad = bad & ~blank
+        if bad.any():
+            problems.append((int(bad.argmax()), column))
+    if problems:
+        row, column = min(problems)
+        what = "an integer" if column == "t_ns" else "a number"
+        raise TraceFormatError(f"{path}:{row + 2}: {column} is not {what} ({cells[column].iat[row]!r})")
+    raise TraceFormatError(f"{path}: malformed samples (a numeric column holds text)")

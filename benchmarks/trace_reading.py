@@ -1,0 +1,247 @@
+"""How fast, and in how much memory, does `sessionprof` read a big trace file?
+
+Writes a synthetic OTLP JSON Lines file (our run directory's format: one `TracesData` per line, a
+batch of spans each) shaped like agent sessions: an `invoke_agent` root carrying the aggregate
+usage of its turns, `chat` calls with token usage, `execute_tool` calls, plain steps beneath them.
+Then times, each in a fresh subprocess so that peak memory is its own:
+
+    (a) parse   : merely `json.loads` of every line (the floor: any reader must do this)
+    (b) load    : `profiler.load(file)` -> Run
+    (c) attribute: `profiler.attribute(run)` -> Ledger (API prices from genai-prices)
+    (d) render  : `reports.render(ledger, "json")`
+
+(b)-(d) run one after another in one process; their peak memory (ru_maxrss) is the peak up to
+the end of that stage. Targets: load at most 3x the bare parse, peak at most 6 GiB.
+
+    python benchmarks/trace_reading.py                 # 1,000,000 spans
+    python benchmarks/trace_reading.py --spans 100000  # smaller
+    python benchmarks/trace_reading.py --profile load  # cProfile one stage, top functions
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GIB = 1024**3
+MODELS = (("openai", "gpt-4o-mini"), ("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-20250514"))
+TOOLS = ("web_search", "read_page", "calculator", "run_tests", "edit_file")
+
+
+def _kv(key: str, value: object) -> dict:
+    if isinstance(value, bool):
+        return {"key": key, "value": {"boolValue": value}}
+    if isinstance(value, int):
+        return {"key": key, "value": {"intValue": str(value)}}
+    return {"key": key, "value": {"stringValue": str(value)}}
+
+
+def write_synthetic(path: Path, n_spans: int, *, batch: int = 512, spans_per_session: int = 200,
+                    seed: int = 7) -> int:
+    """Write about `n_spans` spans as OTLP JSON Lines; return the number written."""
+    rng = random.Random(seed)
+    t0 = 1_760_000_000_000_000_000
+    written, session = 0, 0
+    pending: list[dict] = []
+    resource = {"attributes": [_kv("service.name", "synthetic-agent"), _kv("telemetry.sdk.language", "python")]}
+
+    def flush(out) -> None:
+        if pending:
+            doc = {"resourceSpans": [{"resource": resource, "scopeSpans": [
+                {"scope": {"name": "sessionprof"}, "spans": pending}]}]}
+            out.write(json.dumps(doc, separators=(",", ":")))
+            out.write("\n")
+            pending.clear()
+
+    def span(trace_id: str, span_id: str, parent: str | None, name: str, start: int, end: int,
+             attrs: list[dict], error: bool = False) -> dict:
+        encoded = {"traceId": trace_id, "spanId": span_id, "name": name, "kind": 1,
+                   "startTimeUnixNano": str(start), "endTimeUnixNano": str(end), "attributes": attrs,
+                   "flags": 257, "status": {"code": 2 if error else 0}}
+        if parent:
+            encoded["parentSpanId"] = parent
+        return encoded
+
+    with path.open("w", encoding="utf-8") as out:
+        while written < n_spans:
+            session += 1
+            trace_id = f"{rng.getrandbits(128):032x}"
+            conversation = f"conv-{session:08d}"
+            root_id = f"{rng.getrandbits(64):016x}"
+            start = t0 + session * 3_600_000_000_000
+            clock = start + 1_000_000
+            size = min(spans_per_session, n_spans - written)
+            children: list[dict] = []
+            usage = [0, 0, 0]
+            made = 1
+            while made < size:
+                provider, model = MODELS[rng.randrange(len(MODELS))]
+                inp, outp, cached = rng.randint(500, 60_000), rng.randint(20, 2_000), 0
+                cached = rng.randint(0, inp // 2)
+                dur = rng.randint(200, 4_000) * 1_000_000
+                chat_id = f"{rng.getrandbits(64):016x}"
+                children.append(span(trace_id, chat_id, root_id, f"chat {model}", clock, clock + dur, [
+                    _kv("gen_ai.operation.name", "chat"), _kv("gen_ai.provider.name", provider),
+                    _kv("gen_ai.request.model", model), _kv("gen_ai.response.model", model),
+                    _kv("gen_ai.conversation.id", conversation), _kv("gen_ai.usage.input_tokens", inp),
+                    _kv("gen_ai.usage.output_tokens", outp), _kv("gen_ai.usage.cache_read.input_tokens", cached),
+                    _kv("server.address", "api.example.com")]))
+                usage[0] += inp
+                usage[1] += outp
+                usage[2] += cached
+                clock += dur + 1_000_000
+                made += 1
+                for _ in range(rng.randint(1, 3)):
+                    if made >= size:
+                        break
+                    tool = TOOLS[rng.randrange(len(TOOLS))]
+                    tool_id = f"{rng.getrandbits(64):016x}"
+                    dur = rng.randint(5, 900) * 1_000_000
+                    children.append(span(trace_id, tool_id, root_id, f"execute_tool {tool}", clock, clock + dur, [
+                        _kv("gen_ai.operation.name", "execute_tool"), _kv("gen_ai.tool.name", tool),
+                        _kv("gen_ai.tool.call.id", f"call_{rng.getrandbits(48):012x}"),
+                        _kv("gen_ai.conversation.id", conversation)], error=rng.random() < 0.02))
+                    made += 1
+                    if made < size and rng.random() < 0.3:
+                        children.append(span(trace_id, f"{rng.getrandbits(64):016x}", tool_id, "parse_result",
+                                             clock + dur // 4, clock + dur // 2,
+                                             [_kv("gen_ai.conversation.id", conversation)]))
+                        made += 1
+                    clock += dur + 1_000_000
+            pending.append(span(trace_id, root_id, None, "invoke_agent researcher", start, clock + 1_000_000, [
+                _kv("gen_ai.operation.name", "invoke_agent"), _kv("gen_ai.agent.name", "researcher"),
+                _kv("gen_ai.conversation.id", conversation), _kv("gen_ai.usage.input_tokens", usage[0]),
+                _kv("gen_ai.usage.output_tokens", usage[1]),
+                _kv("gen_ai.usage.cache_read.input_tokens", usage[2])]))
+            for child in children:
+                pending.append(child)
+                if len(pending) >= batch:
+                    flush(out)
+            written += made
+        flush(out)
+    return written
+
+
+# --- stages, each run in a child process -------------------------------------------------------------
+
+def _maxrss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def _stage_parse(path: Path) -> dict:
+    start, cpu = time.perf_counter(), time.process_time()
+    count = 0
+    with path.open("rb") as stream:
+        for line in stream:
+            if line.strip():
+                json.loads(line)
+                count += 1
+    return {"parse": {"s": time.perf_counter() - start, "cpu": time.process_time() - cpu,
+                      "rss": _maxrss_bytes(), "lines": count}}
+
+
+def _stage_pipeline(path: Path, profile: str | None) -> dict:
+    import cProfile
+    import pstats
+
+    import profiler
+    from reports import render
+
+    results: dict = {"baseline_rss": _maxrss_bytes()}
+    state: dict = {}
+    stages = (
+        ("load", lambda: state.__setitem__("run", profiler.load(path))),
+        ("attribute", lambda: state.__setitem__("ledger", profiler.attribute(state["run"]))),
+        ("render", lambda: state.__setitem__("text", render(state["ledger"], "json"))),
+    )
+    for name, action in stages:
+        profiler_ = cProfile.Profile() if profile == name else None
+        start, cpu = time.perf_counter(), time.process_time()
+        if profiler_:
+            profiler_.enable()
+        action()
+        if profiler_:
+            profiler_.disable()
+        results[name] = {"s": time.perf_counter() - start, "cpu": time.process_time() - cpu, "rss": _maxrss_bytes()}
+        if profiler_:
+            stats = pstats.Stats(profiler_, stream=sys.stderr)
+            stats.sort_stats("cumulative").print_stats(35)
+            stats.sort_stats("tottime").print_stats(25)
+    results["spans"] = len(state["run"].spans)
+    results["steps"] = len(state["ledger"].steps)
+    results["report_bytes"] = len(state["text"])
+    return results
+
+
+def _child(stage: str, path: Path, profile: str | None) -> dict:
+    command = [sys.executable, __file__, "--child", stage, "--file", str(path)]
+    if profile:
+        command += ["--profile", profile]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"stage {stage} failed with exit code {done.returncode}")
+    if profile:
+        sys.stderr.write(done.stderr)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spans", type=int, default=1_000_000, help="spans in the synthetic file")
+    parser.add_argument("--batch", type=int, default=512, help="spans per line (one export batch)")
+    parser.add_argument("--file", type=Path, help="use (or, with --spans, keep) this trace file")
+    parser.add_argument("--profile", choices=("load", "attribute", "render"), help="cProfile one stage")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        result = _stage_parse(args.file) if args.child == "parse" else _stage_pipeline(args.file, args.profile)
+        print(json.dumps(result))
+        return
+
+    with tempfile.TemporaryDirectory(prefix="sessionprof-bench-") as tmp:
+        path = args.file or Path(tmp) / "spans.jsonl"
+        if not path.exists():
+            start = time.perf_counter()
+            n = write_synthetic(path, args.spans, batch=args.batch)
+            print(f"wrote {n:,} spans, {path.stat().st_size / 1e6:,.0f} MB in {time.perf_counter() - start:.1f} s "
+                  f"({path})", file=sys.stderr)
+        # The floor is measured before and after the pipeline and the faster run kept, so that a
+        # busy moment during one parse cannot flatter the ratios.
+        first = _child("parse", path, None)["parse"]
+        pipeline = _child("pipeline", path, args.profile)
+        second = _child("parse", path, None)["parse"]
+        parse = min(first, second, key=lambda figures: figures["cpu"])
+    stages = [("parse (json.loads per line)", parse)] + [(name, pipeline[name]) for name in
+                                                          ("load", "attribute", "render")]
+    total = {key: sum(pipeline[name][key] for name in ("load", "attribute", "render")) for key in ("s", "cpu")}
+    total["rss"] = pipeline["render"]["rss"]
+    stages.append(("load + attribute + render", total))
+    print(f"\n{pipeline['spans']:,} spans -> {pipeline['steps']:,} ledger rows; JSON report "
+          f"{pipeline['report_bytes'] / 1e6:,.0f} MB; python {sys.version.split()[0]}, {os.cpu_count()} CPUs; "
+          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(f"| {'stage':<28} | {'wall s':>7} | {'CPU s':>7} | {'x parse (CPU)':>13} | {'peak RSS GiB':>12} |")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 15}|{'-' * 14}|")
+    for name, figures in stages:
+        print(f"| {name:<28} | {figures['s']:7.2f} | {figures['cpu']:7.2f} | {figures['cpu'] / parse['cpu']:13.2f} | "
+              f"{figures['rss'] / GIB:12.2f} |")
+    print("\n(peak RSS of a pipeline stage is the process's peak up to the end of that stage; the x parse "
+          "ratio uses CPU time, which a busy machine disturbs less than wall time)")
+    verdict_time = "ok" if pipeline["load"]["cpu"] <= 3 * parse["cpu"] else "OVER"
+    verdict_mem = "ok" if pipeline["render"]["rss"] <= 6 * GIB else "OVER"
+    print(f"targets: load <= 3x parse: {verdict_time}; peak <= 6 GiB: {verdict_mem}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Our GPU samples file: append-only CSV written by the sampler, read back after a clean stop or a kill."""
+
+from __future__ import annotations
+
+import math
+import stat
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from profiler.errors import TraceFormatError
+from profiler.model import SAMPLE_COLUMNS
+from profiler.readers.samples import HEADER, SamplesWriter, read_samples
+
+from .builders import BASE_NS
+
+ROWS = [
+    (BASE_NS, "GPU-5f0c1a2b", 123456.789, 301.25, 40 * 2**30, None, 87.0),
+    (BASE_NS + 100_000_123, "GPU-5f0c1a2b", 123486.9, 299.5, 40 * 2**30, 12 * 2**30, None),
+    (BASE_NS + 100_000_124, "GPU-77aa", None, None, None, None, None),
+    (BASE_NS + 200_000_000, "GPU-77aa", 0.1 + 0.2, 1e-3, 0, 0, 0.0),
+]
+
+
+def write(path: Path, rows=ROWS) -> Path:
+    writer = SamplesWriter(path)
+    writer.write(rows)
+    writer.close()
+    writer.close()  # idempotent
+    return path
+
+
+def test_rows_round_trip_exactly(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    frame = read_samples(write(tmp_path / "samples.csv"), warnings)
+    assert warnings == []
+    assert list(frame.columns) == list(SAMPLE_COLUMNS)
+    assert {c: str(t) for c, t in frame.dtypes.items()} == {
+        "t_ns": "int64",
+        "gpu": "object",
+        "energy_j": "float64",
+        "power_w": "float64",
+        "mem_used_bytes": "float64",
+        "proc_mem_bytes": "float64",
+        "util_pct": "float64",
+    }
+    assert frame["t_ns"].tolist() == [r[0] for r in ROWS]  # nanoseconds survive: no float detour
+    assert frame["gpu"].tolist() == [r[1] for r in ROWS]
+    for column, position in (
+        ("energy_j", 2),
+        ("power_w", 3),
+        ("mem_used_bytes", 4),
+        ("proc_mem_bytes", 5),
+        ("util_pct", 6),
+    ):
+        for got, row in zip(frame[column], ROWS, strict=True):
+            expected = row[position]
+            assert math.isnan(got) if expected is None else got == expected, (column, got, expected)
+
+
+def test_the_header_is_written_once_and_rows_append_across_writers(tmp_path: Path) -> None:
+    path = write(tmp_path / "samples.csv", ROWS[:2])
+    write(path, ROWS[2:])
+    text = path.read_text()
+    assert text.startswith(HEADER) and text.count("t_ns") == 1
+    assert len(read_samples(path, [])) == len(ROWS)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
+    path = write(tmp_path / "samples.csv", [])
+    assert path.read_text() == HEADER
+    frame = read_samples(path, [])
+    assert frame.empty and list(frame.columns) == list(SAMPLE_COLUMNS)
+
+
+def test_an_empty_file_reads_as_no_samples(tmp_path: Path) -> None:
+    path = tmp_path / "samples.csv"
+    path.write_text("")
+    assert read_samples(path, []).empty
+
+
+def test_a_truncated_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path / "samples.csv")
+    with path.open("a") as stream:
+        stream.write(f"{BASE_NS + 300_000_000},GPU-77aa,12")  # the writer was killed mid-line
+    warnings: list[str] = []
+    frame = read_samples(path, warnings)
+    assert len(frame) == len(ROWS)
+    assert len(warnings) == 1 and "incomplete" in warnings[0] and str(path) in warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "what"),
+    [
+        ("this is garbage\n", 3, "t_ns"),
+        ("\x00\x01\xff\xfe\n", 3, "t_ns"),
+        ("1700000000200000000,GPU-0,abc,1,1,1,1\n", 3, "energy_j"),
+        ("1700000000200000000,GPU-0,1,1,1,1,high\n", 3, "util_pct"),
+        ("\n\n1700000000200000000,GPU-0,1,1,1,1,high\n", 5, "util_pct"),  # blank lines still count
+        ("1.5e18,GPU-0,1,1,1,1,1\n", 3, "t_ns"),
+        (",GPU-0,1,1,1,1,1\n", 3, "t_ns"),
+    ],
+)
+def test_garbage_names_the_line_and_the_column(tmp_path: Path, body: str, line: int, what: str) -> None:
+    path = write(tmp_path / "samples.csv", ROWS[:1])
+    with path.open("a") as stream:
+        stream.write(body)
+        stream.write(f"{BASE_NS + 900_000_000},GPU-0,1,1,1,1,1\n")
+    with pytest.raises(TraceFormatError) as caught:
+        read_samples(path, [])
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert what in message and "\n" not in message
+
+
+def test_a_row_with_too_many_cells_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path / "samples.csv", ROWS[:2])
+    with path.open("a") as stream:
+        stream.write("1,GPU-0,1,2,3,4,5,6,7,8\n2,GPU-0,1,1,1,1,1\n")
+    with pytest.raises(TraceFormatError, match="line 4"):
+        read_samples(path, [])
+
+
+def test_a_file_that_is_not_a_samples_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "other.csv"
+    path.write_text("name,value\na,1\n")
+    with pytest.raises(TraceFormatError, match=r"other.csv:1: not a samples file \(header lacks t_ns, gpu\)"):
+        read_samples(path, [])
+
+
+def test_a_missing_file_is_a_trace_format_error(tmp_path: Path) -> None:
+    with pytest.raises(TraceFormatError, match="cannot read"):
+        read_samples(tmp_path / "absent.csv", [])
+
+
+def test_gpu_ids_stay_text(tmp_path: Path) -> None:
+    rows = [(BASE_NS, "0", 1.0, 1.0, 1.0, None, 1.0), (BASE_NS + 1, "1e3", 1.0, 1.0, 1.0, None, 1.0)]
+    frame = read_samples(write(tmp_path / "samples.csv", rows), [])
+    assert frame["gpu"].tolist() == ["0", "1e3"]
+
+
+def test_a_large_file_reads_back_in_order(tmp_path: Path) -> None:
+    t = BASE_NS + np.arange(5000, dtype=np.int64) * 100_000_000
+    rows = [(int(v), f"GPU-{i % 2}", float(i), 100.0, 1.0, None, 50.0) for i, v in enumerate(t)]
+    frame = read_samples(write(tmp_path / "samples.csv", rows), [])
+    pd.testing.assert_series_equal(frame["t_ns"], pd.Series(t, name="t_ns"))
