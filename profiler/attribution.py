@@ -19,7 +19,7 @@ from profiler.genai import mark_billable
 from profiler.ledger import Ledger, build_ledger
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, conform
 from profiler.pricing import ApiPricer, Prices
-from profiler.timeline import QUANTITIES, build_timelines
+from profiler.timeline import QUANTITIES, build_timelines, window_coverage
 from profiler.tree import add_session_rows, depths, leaf_ranges, parent_positions
 
 Policy = Literal["equal", "tokens"]
@@ -102,6 +102,7 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
 
     return build_ledger(
         run=run, steps=steps, parent=parent, depth=depth, self_values=self_values, measured_any=measured_any,
+        coverage=window_coverage(start_ns, end_ns, timelines),
         self_wall_s=self_wall_s, tokens=tokens, api_cost=api_cost, api_source=api_source, api_detail=api_detail,
         gpu_cost=gpu_cost if timelines and gpu_cost_priced else None, prices=prices, timelines=timelines,
         conservation=conservation, sources={k: sorted(v) for k, v in sources.items()}, policy=policy,

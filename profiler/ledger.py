@@ -103,7 +103,8 @@ class Ledger:
 
 def build_ledger(
     *, run: Run, steps: pd.DataFrame, parent: np.ndarray, depth: np.ndarray, self_values: dict[str, np.ndarray],
-    measured_any: dict[str, bool], self_wall_s: np.ndarray, tokens: dict[str, np.ndarray], api_cost: np.ndarray,
+    measured_any: dict[str, bool], coverage: np.ndarray, self_wall_s: np.ndarray, tokens: dict[str, np.ndarray],
+    api_cost: np.ndarray,
     api_source: list[str | None], api_detail: list[str], gpu_cost: np.ndarray | None, prices: Prices,
     timelines: list[GpuTimeline], conservation: dict[str, Any], sources: dict[str, list[str]], policy: str,
 ) -> Ledger:
@@ -112,20 +113,26 @@ def build_ledger(
     n = len(steps)
     parent_all = np.concatenate([parent, [-1]])
     depth_all = np.concatenate([depth, [0]])
-    out = _identity_columns(steps, run)
-    out["depth"] = depth_all
-    out["wall_s"] = out["self_wall_s"] = np.nan
-    out.loc[: n - 1, "wall_s"] = (steps["end_ns"].to_numpy() - steps["start_ns"].to_numpy()) / 1e9
-    out["self_wall_s"] = np.concatenate([self_wall_s, [np.nan]])
+    ident = _identity_columns(steps, run)
+    # Figures for a step that no GPU sampled are missing, not zero.
+    coverage_all = np.concatenate([coverage, [1.0]])
+    unsampled = (coverage_all <= 0) & bool(timelines)
 
+    derived: dict[str, Any] = {
+        "depth": depth_all,
+        "wall_s": np.concatenate([(steps["end_ns"].to_numpy() - steps["start_ns"].to_numpy()) / 1e9, [np.nan]]),
+        "self_wall_s": np.concatenate([self_wall_s, [np.nan]]),
+        "gpu_coverage": coverage_all,
+    }
     columns: dict[str, np.ndarray] = {}
     for quantity in QUANTITIES:
-        columns[quantity] = self_values[quantity] if measured_any[quantity] else np.full(n + 1, np.nan)
+        measured = self_values[quantity] if measured_any[quantity] else np.full(n + 1, np.nan)
+        columns[quantity] = np.where(unsampled, np.nan, measured)
     for col in TOKEN_COLUMNS:
         columns[col] = np.concatenate([np.nan_to_num(tokens[col]), [0.0]])
     columns["api_cost_usd"] = np.concatenate([api_cost, [np.nan]])
     columns["unpriced_calls"] = np.concatenate([[s == "unpriced" for s in api_source], [False]]).astype(float)
-    columns["gpu_cost_usd"] = gpu_cost if gpu_cost is not None else np.full(n + 1, np.nan)
+    columns["gpu_cost_usd"] = np.where(unsampled, np.nan, gpu_cost) if gpu_cost is not None else np.full(n + 1, np.nan)
     energy_kwh = columns["energy_j"] * KWH_PER_J * prices.pue
     columns["energy_cost_usd"] = energy_kwh * prices.energy_usd_per_kwh
     columns["co2_g"] = energy_kwh * prices.carbon_intensity_g_per_kwh
@@ -134,19 +141,25 @@ def build_ledger(
     columns["total_cost_usd"] = np.where(np.isnan(parts).all(axis=0), np.nan, np.nansum(parts, axis=0))
 
     for name, values in columns.items():
-        measured = not np.isnan(values).all()
+        derived[f"self_{name}"] = values
+        if np.isnan(values).all():
+            derived[name] = np.full(n + 1, np.nan)
+            continue
         inclusive = subtree_sums(values, parent_all, depth_all)
-        out[f"self_{name}"] = values
-        out[name] = np.where(np.isnan(values) & ~_has_measured_descendant(values, parent_all, depth_all),
-                             np.nan, inclusive) if measured else np.nan
-    out["bills_usage"] = np.concatenate([steps["bills_usage"].to_numpy(dtype=bool), [False]])
-    out["api_cost_source"] = [*api_source, None]
-    out["api_price_detail"] = [*api_detail, ""]
-    out["tokens_source"] = np.where(out["bills_usage"], "provider-reported", None)
-    out["energy_source"] = "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"
-    out["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
-    out["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
-    out["energy_estimated"] = _estimated(out, timelines)
+        derived[name] = np.where(np.isnan(values) & ~_has_measured_descendant(values, parent_all, depth_all),
+                                 np.nan, inclusive)
+    bills = np.concatenate([steps["bills_usage"].to_numpy(dtype=bool), [False]])
+    derived["bills_usage"] = bills
+    derived["api_cost_source"] = [*api_source, None]
+    derived["api_price_detail"] = [*api_detail, ""]
+    derived["tokens_source"] = np.where(bills, "provider-reported", None)
+    derived["energy_source"] = np.where(unsampled, "none: outside the GPU sampling window",
+                                        "; ".join(sources.get("energy_j", [])) or "none: no GPU samples")
+    derived["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
+    derived["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
+    derived["energy_estimated"] = _estimated(derived["wall_s"], derived["energy_j"], coverage_all, timelines)
+    # One concat instead of some fifty single-column inserts.
+    out = pd.concat([ident, pd.DataFrame(derived, index=ident.index)], axis=1)
     ordered = _order_columns(out)
     totals = _totals(ordered, timelines, measured_any, prices)
     checks = _checks(ordered, conservation, run)
@@ -181,17 +194,18 @@ def _has_measured_descendant(values: np.ndarray, parent: np.ndarray, depth: np.n
     return present > 0
 
 
-def _estimated(out: pd.DataFrame, timelines: list[GpuTimeline]) -> np.ndarray:
-    """Energy is estimated where it was integrated from power, or the step is shorter than two
-    updates of the sensor."""
+def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,
+               timelines: list[GpuTimeline]) -> np.ndarray:
+    """Energy is estimated where it was integrated from power, the step is shorter than two updates
+    of the sensor, or only part of the step was sampled."""
     if not timelines:
-        return np.zeros(len(out), dtype=bool)
+        return np.zeros(len(wall_s), dtype=bool)
     integrated = any(t.sources.get("energy_j") == "measured:integrated-power" for t in timelines)
     periods = [t.update_period_s for t in timelines if math.isfinite(t.update_period_s)]
     period_s = max(periods) if periods else 0.1
-    wall_s = out["wall_s"].to_numpy(dtype=float)
     short = np.isfinite(wall_s) & (wall_s < 2 * period_s)
-    return (np.full(len(out), integrated) | short) & out["energy_j"].notna().to_numpy() & np.isfinite(wall_s)
+    partial = coverage < 1.0 - 1e-9
+    return (np.full(len(wall_s), integrated) | short | partial) & ~np.isnan(energy_j) & np.isfinite(wall_s)
 
 
 def _order_columns(out: pd.DataFrame) -> pd.DataFrame:

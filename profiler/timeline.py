@@ -161,3 +161,29 @@ def _memory_held(group: pd.DataFrame, line: GpuTimeline, mem_baseline: float | N
 def _step_integral(values: np.ndarray, dt_s: np.ndarray) -> np.ndarray:
     """Integrate a step function (each value held until the next sample) into a cumulative curve."""
     return np.concatenate([[0.0], np.cumsum(values[:-1] * dt_s)])
+
+
+def window_coverage(start_ns: np.ndarray, end_ns: np.ndarray, timelines: list[GpuTimeline]) -> np.ndarray:
+    """The fraction of each interval that some GPU's samples cover (1 for an instant inside one).
+
+    A step no GPU sampled has no measured figure, which is not the same as 0 J.
+    """
+    if not timelines:
+        return np.zeros(len(start_ns))
+    windows = sorted((line.start_ns, line.end_ns) for line in timelines)
+    merged: list[list[int]] = []
+    for first, last in windows:
+        if merged and first <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    start = start_ns.astype(np.float64)
+    end = end_ns.astype(np.float64)
+    covered = np.zeros(len(start))
+    inside_instant = np.zeros(len(start), dtype=bool)
+    for first, last in merged:
+        covered += np.clip(np.minimum(end, last) - np.maximum(start, first), 0.0, None)
+        inside_instant |= (start >= first) & (start <= last)
+    duration = end - start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(duration > 0, covered / duration, inside_instant.astype(float))

@@ -197,7 +197,7 @@ def test_a_run_of_only_zero_duration_steps_still_conserves() -> None:
     assert_conserved(ledger, samples)
 
 
-def test_steps_outside_the_sampled_window_get_zero_and_the_window_is_shared_by_what_was_open() -> None:
+def test_steps_outside_the_sampled_window_are_not_measured_and_the_window_is_shared_by_what_was_open() -> None:
     samples = steady_gpu(3, 7, power_w=100.0)  # the GPU was sampled only from 3 s to 7 s
     run = make_run(
         [
@@ -209,8 +209,16 @@ def test_steps_outside_the_sampled_window_get_zero_and_the_window_is_shared_by_w
         samples,
     )
     ledger = attribute(run)
-    assert value(ledger, "early", "self_energy_j") == 0.0
-    assert value(ledger, "late", "self_gpu_s") == 0.0
+    # No GPU sample covers these steps: their figures are missing, never a "measured" 0 J.
+    assert math.isnan(value(ledger, "early", "self_energy_j"))
+    assert math.isnan(value(ledger, "late", "self_gpu_s"))
+    assert math.isnan(value(ledger, "late", "gpu_cost_usd"))
+    assert row(ledger, "early")["energy_source"].startswith("none: outside")
+    assert value(ledger, "early", "gpu_coverage") == 0.0
+    # Half of the session was sampled: its figures stand, flagged as estimated.
+    assert value(ledger, "s", "gpu_coverage") == pytest.approx(0.4)
+    assert bool(row(ledger, "s")["energy_estimated"]) is True
+    assert bool(row(ledger, "mid")["energy_estimated"]) is False
     assert value(ledger, "mid", "self_energy_j") == pytest.approx(200.0)
     assert value(ledger, "s", "self_energy_j") == pytest.approx(200.0)
     assert value(ledger, "s", "energy_j") == pytest.approx(400.0)
