@@ -140,12 +140,12 @@ def operation_of(attrs: Mapping[str, Any], name: str) -> str:
 def _count(value: Any) -> float:
     """A token count as float; NaN when absent or unreadable."""
     if type(value) is int:  # the common case (bool is not int here: `type` is exact)
-        return float(value) if value >= 0 else math.nan
+        return float(value) if 0 <= value < 2**63 else math.nan
     if value is None or isinstance(value, bool):
         return math.nan
     try:
         count = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return math.nan
     return count if math.isfinite(count) and count >= 0 else math.nan
 

@@ -194,6 +194,7 @@ class ApiPricer:
         """Create an empty cache. Nothing is downloaded, now or later."""
         self._cache: dict[tuple[Any, ...], ApiPrice] = {}
         self._linear: dict[tuple[Any, ...], _LinearPrice | None] = {}
+        self._fits: dict[tuple[Any, ...], list[_LinearPrice]] = {}
 
     def price(
         self,
@@ -230,7 +231,8 @@ class ApiPricer:
             return None
         shape = (model, provider, day)
         if shape not in self._linear:
-            self._linear[shape] = _LinearPrice.fit(model, provider, start_ns)
+            self._linear[shape] = _LinearPrice.fit(model, provider, start_ns,
+                                                   self._fits.setdefault((model, provider), []))
         linear = self._linear[shape]
         if linear is None:
             return None
@@ -266,9 +268,11 @@ class _LinearPrice:
 
     _UNIT = 1_000_000
 
-    def __init__(self, coefficients: tuple[Decimal, ...], detail: str) -> None:
+    def __init__(self, coefficients: tuple[Decimal, ...], detail: str, provider_id: str | None = None,
+                 model_price: Any = None) -> None:
         self.base, self.inp, self.out, self.cache_read, self.cache_write = coefficients
         self.detail = detail
+        self.provider_id, self.model_price = provider_id, model_price
 
     def cost(self, inp: int, out: int, cache_read: int, cache_write: int) -> float:
         """The price of one call in USD (ints: input inclusive of cache, as OTel writes it)."""
@@ -280,8 +284,13 @@ class _LinearPrice:
         return float(self.base + total / self._UNIT)
 
     @classmethod
-    def fit(cls, model: str, provider: str | None, start_ns: int) -> _LinearPrice | None:
-        """Measure the coefficients, or None where the price is tiered or does not behave linearly."""
+    def fit(cls, model: str, provider: str | None, start_ns: int,
+            known: list[_LinearPrice] | None = None) -> _LinearPrice | None:
+        """Measure the coefficients, or None where the price is tiered or does not behave linearly.
+
+        `known` holds earlier fits of this model: one whose price entry is still in force on this
+        day is reused (one genai-prices call instead of seven), and a new fit is added to it.
+        """
         from genai_prices import Usage, calc_price
         from genai_prices.types import TieredPrices
 
@@ -298,17 +307,22 @@ class _LinearPrice:
                 zero = exact(provider_id, 0, 0, 0, 0)
                 if any(isinstance(v, TieredPrices) for v in vars(zero.model_price).values()):
                     return None
+                for earlier in known or ():
+                    if earlier.provider_id == provider_id and earlier.model_price == zero.model_price:
+                        return earlier
                 base = zero.total_price
                 inp = exact(provider_id, unit, 0, 0, 0).total_price
                 coefficients = (base, inp - base, exact(provider_id, 0, unit, 0, 0).total_price - base,
                                 exact(provider_id, unit, 0, unit, 0).total_price - inp,
                                 exact(provider_id, unit, 0, 0, unit).total_price - inp)
-                linear = cls(coefficients, f"{zero.provider.id}/{zero.model.id}")
+                linear = cls(coefficients, f"{zero.provider.id}/{zero.model.id}", provider_id, zero.model_price)
                 for probe in ((123_457, 6_789, 45_678, 1_234), (98_765, 4_321, 0, 0)):
                     if linear.cost(*probe) != float(exact(provider_id, *probe).total_price):
                         return None
             except (LookupError, ValueError, ArithmeticError):
                 continue
+            if known is not None:
+                known.append(linear)
             return linear
         return None
 

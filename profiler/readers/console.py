@@ -21,7 +21,7 @@ from datetime import date
 from typing import Any
 
 from profiler.genai import span_row
-from profiler.readers.otlp import normalise_id, status_of
+from profiler.readers.otlp import MAX_NS, normalise_id, status_of
 
 _intern = sys.intern
 _ISO = re.compile(
@@ -49,7 +49,7 @@ def iso_to_ns(text: Any) -> int | None:
     if isinstance(text, bool) or text is None:
         return None
     if isinstance(text, (int, float)):
-        return int(text) if text > 0 else None
+        return int(text) if 0 < text <= MAX_NS else None
     if not isinstance(text, str):
         return None
     match = _ISO.match(text)
@@ -70,7 +70,7 @@ def iso_to_ns(text: Any) -> int | None:
         digits = offset[1:].replace(":", "")
         minutes = int(digits[:2]) * 60 + (int(digits[2:4]) if len(digits) >= 4 else 0)
         nanos -= sign * minutes * 60 * 10**9
-    return nanos
+    return nanos if 0 < nanos <= MAX_NS else None
 
 
 def rows_from_document(value: Any,

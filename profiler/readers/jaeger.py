@@ -16,13 +16,14 @@ the `otel.status_code` tag, else `error=true`.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from profiler.errors import TraceFormatError
 from profiler.genai import span_row
-from profiler.readers.otlp import normalise_id
+from profiler.readers.otlp import MAX_NS, normalise_id
 
 _intern = sys.intern
 _STATUS = {"ERROR": "error", "OK": "ok", "UNSET": "unset"}
@@ -60,14 +61,17 @@ def rows_from_document(value: Any,
         traces = value.get("data") or []
         errors = value.get("errors")
         if errors and not traces:
-            messages = "; ".join(str(e.get("msg", e) if isinstance(e, dict) else e) for e in errors)
+            errors = errors if isinstance(errors, list) else [errors]
+            messages = "; ".join(" ".join(str(e.get("msg", e) if isinstance(e, dict) else e).split())
+                                 for e in errors)  # one line, whatever the server wrote
             raise TraceFormatError(f"the Jaeger answer has errors and no traces: {messages}")
     for trace in traces if isinstance(traces, list) else ():
         if not isinstance(trace, dict):
             continue
         processes = trace.get("processes") if isinstance(trace.get("processes"), dict) else {}
         resources = {key: _resource(process) for key, process in processes.items()}
-        for span in trace.get("spans") or ():
+        spans = trace.get("spans")
+        for span in spans if isinstance(spans, list) else ():
             if isinstance(span, dict):
                 row = _row(span, resources)
                 if row is not None:
@@ -88,7 +92,7 @@ def decode_tags(tags: Any) -> dict[str, Any]:
     if isinstance(tags, dict):
         return {_intern(str(k)): v for k, v in tags.items()}
     attrs: dict[str, Any] = {}
-    for tag in tags or ():
+    for tag in tags if isinstance(tags, list) else ():
         if not isinstance(tag, dict) or not isinstance(tag.get("key"), str):
             continue
         attrs[_intern(tag["key"])] = _tag_value(tag.get("type"), tag.get("value"))
@@ -104,7 +108,7 @@ def _tag_value(kind: Any, value: Any) -> Any:
             return float(value)
         if kind == "bool" and isinstance(value, str):
             return value.strip().lower() == "true"
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return value
     return value
 
@@ -117,18 +121,21 @@ def _row(span: dict[str, Any], resources: dict[str, dict[str, Any]]) -> dict[str
         return None
     duration_us = _number(span.get("duration")) or 0
     attrs = decode_tags(span.get("tags"))
+    process_id = span.get("processID")
     if isinstance(span.get("process"), dict):
         resource = _resource(span["process"])
     else:
-        resource = resources.get(span.get("processID"), {})
+        resource = resources.get(process_id, {}) if isinstance(process_id, str) else {}
     start_ns = int(start_us * 1000)
+    if start_ns > MAX_NS:
+        return None
     return span_row(
         trace_id=_intern(trace_id),
         span_id=span_id,
         parent_span_id=_parent(span, trace_id),
         name=_intern(str(span.get("operationName") or "")),
         start_ns=start_ns,
-        end_ns=start_ns + int(max(duration_us, 0) * 1000),
+        end_ns=min(start_ns + int(max(duration_us, 0) * 1000), MAX_NS),
         status=_status(attrs),
         attrs=attrs,
         resource=resource,
@@ -136,7 +143,8 @@ def _row(span: dict[str, Any], resources: dict[str, dict[str, Any]]) -> dict[str
 
 
 def _parent(span: dict[str, Any], trace_id: str) -> str | None:
-    for ref in span.get("references") or ():
+    references = span.get("references")
+    for ref in references if isinstance(references, list) else ():
         if isinstance(ref, dict) and str(ref.get("refType", "")).upper() == "CHILD_OF":
             ref_trace = normalise_id(ref.get("traceID"), 32) if ref.get("traceID") else trace_id
             if ref_trace == trace_id:
@@ -162,4 +170,4 @@ def _number(value: Any) -> float | None:
         number = float(value) if not isinstance(value, int) else value
     except (TypeError, ValueError):
         return None
-    return number if number > 0 else None
+    return number if number > 0 and math.isfinite(number) else None

@@ -17,6 +17,8 @@ _STATUS_NAMES = {"STATUS_CODE_UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_C
 
 
 _intern = sys.intern
+#: The latest time a span table can hold (int64 nanoseconds, in 2262); later times are unreadable.
+MAX_NS = 2**63 - 1
 _HEX_DIGITS = "0123456789abcdef"
 
 
@@ -92,14 +94,12 @@ def normalise_id(value: Any, hex_len: int) -> str | None:
 
 def status_of(status: Any) -> str:
     """Map an OTLP status (integer or string enum) to ok / error / unset."""
-    if isinstance(status, dict):
-        code = status.get("code", status.get("status_code", 0))  # `status_code`: ConsoleSpanExporter
-    else:
-        code = status
+    # `status_code`: ConsoleSpanExporter's name for it
+    code = status.get("code", status.get("status_code", 0)) if isinstance(status, dict) else status
     if isinstance(code, int):
         return _STATUS.get(code, "unset")
     if isinstance(code, str):
-        if code.isdigit():
+        if code.isascii() and code.isdigit():
             return _STATUS.get(int(code), "unset")
         return _STATUS_NAMES.get(code.upper().replace("STATUSCODE.", "STATUS_CODE_"), "unset")
     return "unset"
@@ -202,6 +202,6 @@ def _row(span: Any, resource: dict[str, Any]) -> dict[str, Any] | None:
 def _nanos(value: Any) -> int | None:
     try:
         nanos = int(value)  # a string (the JSON mapping of int64) or a number
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return nanos if nanos > 0 else None
+    return nanos if 0 < nanos <= MAX_NS else None
