@@ -234,8 +234,8 @@ class ApiPricer:
             self._linear[shape] = _LinearPrice.fit(model, provider, start_ns,
                                                    self._fits.setdefault((model, provider), []))
         linear = self._linear[shape]
-        if linear is None:
-            return None
+        if linear is None or (linear.below_tokens is not None and inp + out >= linear.below_tokens):
+            return None  # not linear, or past the first tier of a tiered price
         cost = linear.cost(inp, out, cache_read, cache_write)
         return ApiPrice(cost, "computed:genai-prices", linear.detail)
 
@@ -267,12 +267,15 @@ class _LinearPrice:
     from genai-prices itself, so that the result is the very Decimal it would compute."""
 
     _UNIT = 1_000_000
+    _TIERED_PROBE = 100_000
 
     def __init__(self, coefficients: tuple[Decimal, ...], detail: str, provider_id: str | None = None,
-                 model_price: Any = None) -> None:
+                 model_price: Any = None, below_tokens: int | None = None) -> None:
         self.base, self.inp, self.out, self.cache_read, self.cache_write = coefficients
         self.detail = detail
         self.provider_id, self.model_price = provider_id, model_price
+        self.below_tokens = below_tokens
+        """For a tiered price: the coefficients hold only for calls with fewer tokens than this."""
 
     def cost(self, inp: int, out: int, cache_read: int, cache_write: int) -> float:
         """The price of one call in USD (ints: input inclusive of cache, as OTel writes it)."""
@@ -286,7 +289,10 @@ class _LinearPrice:
     @classmethod
     def fit(cls, model: str, provider: str | None, start_ns: int,
             known: list[_LinearPrice] | None = None) -> _LinearPrice | None:
-        """Measure the coefficients, or None where the price is tiered or does not behave linearly.
+        """Measure the coefficients, or None where the price does not behave linearly.
+
+        A tiered price ("cliff" tiers: past a threshold every token pays the tier's rate) is linear
+        below its lowest threshold; it is measured there, with `below_tokens` set to that threshold.
 
         `known` holds earlier fits of this model: one whose price entry is still in force on this
         day is reused (one genai-prices call instead of seven), and a new fit is added to it.
@@ -305,17 +311,24 @@ class _LinearPrice:
         for provider_id in ([provider, None] if provider else [None]):
             try:
                 zero = exact(provider_id, 0, 0, 0, 0)
-                if any(isinstance(v, TieredPrices) for v in vars(zero.model_price).values()):
+                tiers = [tier.start for v in vars(zero.model_price).values() if isinstance(v, TieredPrices)
+                         for tier in v.tiers]
+                below = min(tiers) if tiers else None
+                if below is not None and below <= cls._TIERED_PROBE + 50_000:
                     return None
                 for earlier in known or ():
                     if earlier.provider_id == provider_id and earlier.model_price == zero.model_price:
                         return earlier
+                # Probe with a million tokens, or 100k (times 10, exactly) under a tier threshold.
+                probe = unit if below is None else cls._TIERED_PROBE
+                scale = unit // probe
                 base = zero.total_price
-                inp = exact(provider_id, unit, 0, 0, 0).total_price
-                coefficients = (base, inp - base, exact(provider_id, 0, unit, 0, 0).total_price - base,
-                                exact(provider_id, unit, 0, unit, 0).total_price - inp,
-                                exact(provider_id, unit, 0, 0, unit).total_price - inp)
-                linear = cls(coefficients, f"{zero.provider.id}/{zero.model.id}", provider_id, zero.model_price)
+                inp = exact(provider_id, probe, 0, 0, 0).total_price
+                coefficients = (base, (inp - base) * scale, (exact(provider_id, 0, probe, 0, 0).total_price - base) * scale,
+                                (exact(provider_id, probe, 0, probe, 0).total_price - inp) * scale,
+                                (exact(provider_id, probe, 0, 0, probe).total_price - inp) * scale)
+                linear = cls(coefficients, f"{zero.provider.id}/{zero.model.id}", provider_id, zero.model_price,
+                             below)
                 for probe in ((123_457, 6_789, 45_678, 1_234), (98_765, 4_321, 0, 0)):
                     if linear.cost(*probe) != float(exact(provider_id, *probe).total_price):
                         return None
