@@ -34,13 +34,16 @@ from pathlib import Path
 from typing import Any
 
 PEER_PACKAGES = {"openlit": "openlit", "traceloop": "traceloop-sdk", "langfuse": "langfuse"}
-CONFIGS = ("plain", "otel-noop", "otel-sdk", "ours-no-session", "ours", "openlit", "traceloop", "langfuse")
+CONFIGS = ("plain", "otel-noop", "otel-sdk", "ours-no-session", "ours", "otel-sdk-counting", "ours-counting",
+           "openlit", "traceloop", "langfuse")
 LABELS = {
     "plain": "plain functions (baseline)",
     "otel-noop": "OTel API only, no SDK",
     "otel-sdk": "raw OTel SDK: BatchSpanProcessor + OTLP JSON file exporter",
     "ours-no-session": "ours, no session active",
     "ours": "ours, session writing the run directory",
+    "otel-sdk-counting": "raw OTel SDK: BatchSpanProcessor + counting no-op exporter",
+    "ours-counting": "ours: our span processor + counting no-op exporter",
     "openlit": "OpenLIT @openlit.trace",
     "traceloop": "Traceloop @workflow/@task/@tool",
     "langfuse": "Langfuse @observe (capture off)",
@@ -137,10 +140,22 @@ def run_config(config: str, steps: int, is_async: bool, workdir: Path) -> dict[s
     if config == "plain":
         def decorate(kind: str, name: str) -> Callable[[Any], Any]:
             return lambda f: f
-    elif config in ("otel-noop", "otel-sdk"):
+    elif config in ("otel-noop", "otel-sdk", "otel-sdk-counting"):
         from opentelemetry import trace
 
-        if config == "otel-sdk":
+        if config == "otel-sdk-counting":
+            from opentelemetry.sdk.trace import TracerProvider
+
+            exporter = CountingExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(unbounded_batch_processor(exporter))
+            tracer = provider.get_tracer("bench")
+
+            def teardown() -> None:
+                provider.shutdown()
+
+            spans_exported = lambda: exporter.count  # noqa: E731
+        elif config == "otel-sdk":
             from opentelemetry.exporter.otlp.json.file.trace_exporter import FileSpanExporter
             from opentelemetry.sdk.trace import TracerProvider
 
@@ -159,13 +174,29 @@ def run_config(config: str, steps: int, is_async: bool, workdir: Path) -> dict[s
 
         def decorate(kind: str, name: str) -> Callable[[Any], Any]:
             return tracer.start_as_current_span(name)
-    elif config in ("ours", "ours-no-session"):
+    elif config in ("ours", "ours-no-session", "ours-counting"):
         import profiler
 
         kinds = {"llm": profiler.llm, "tool": profiler.tool, "agent": profiler.agent}
 
         def decorate(kind: str, name: str) -> Callable[[Any], Any]:
             return kinds[kind](name=name) if kind != "llm" else kinds[kind](model="gpt-4o-mini", provider="openai")
+        if config == "ours-counting":
+            # A user-owned provider with our processor: the decorators use it with no session open.
+            from opentelemetry import trace
+            from opentelemetry.sdk.trace import TracerProvider
+
+            from instrumentation import SessionSpanProcessor
+
+            exporter = CountingExporter()
+            provider = TracerProvider()
+            provider.add_span_processor(SessionSpanProcessor(exporter, max_queue_size=2_000_000))
+            trace.set_tracer_provider(provider)
+
+            def teardown() -> None:
+                provider.shutdown()
+
+            spans_exported = lambda: exporter.count  # noqa: E731
         if config == "ours":
             session = profiler.session("bench", run_dir=workdir / "run", gpu="none")
             session.__enter__()
@@ -245,7 +276,9 @@ def run_config(config: str, steps: int, is_async: bool, workdir: Path) -> dict[s
     teardown()
     warmup = min(steps, 500)
     return {"config": config, "seconds_per_step": elapsed / steps, "spans_exported": spans_exported(),
-            "spans_expected": 3 * (steps + warmup) if config not in ("plain", "otel-noop", "ours-no-session") else None}
+            "spans_expected": 3 * (steps + warmup) if config not in ("plain", "otel-noop", "ours-no-session") else None,
+            "ratio_base": "otel-sdk-counting" if config in ("ours-counting", "openlit", "traceloop", "langfuse")
+            else "otel-sdk"}
 
 
 def _all_openlit_instrumentors() -> list[str]:
@@ -356,7 +389,8 @@ def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], configs: l
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"opentelemetry-sdk {version('opentelemetry-sdk')}; {peers}; "
           f"{args.steps} steps x 3 calls, median of {args.rounds} rounds\n")
-    header = "| configuration | " + " | ".join(f"{m} us/call" for m in modes) + " | x raw OTel (sync) | spans |"
+    header = ("| configuration | " + " | ".join(f"{m} us/call" for m in modes)
+              + " | x raw OTel, same exporter (sync) | spans |")
     print(header)
     print("|---|" + "---:|" * len(modes) + "---:|---|")
     added: dict[tuple[str, str], float | None] = {}
@@ -365,7 +399,6 @@ def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], configs: l
         for config in configs:
             step_us = _median_step_us(results.get((config, mode), []))
             added[(config, mode)] = None if step_us is None or base is None else (step_us - base) / 3
-    raw = added.get(("otel-sdk", "sync"))
     for config in configs:
         runs = results.get((config, modes[0]), [])
         errors = sorted({r["error"] for mode in modes for r in results.get((config, mode), []) if "error" in r})
@@ -374,7 +407,9 @@ def print_table(results: dict[tuple[str, str], list[dict[str, Any]]], configs: l
             value = added.get((config, mode))
             cells.append("-" if value is None else f"{value:.2f}")
         ratio = added.get((config, "sync"))
-        ratio_cell = f"{ratio / raw:.2f}" if ratio is not None and raw else "-"
+        base_config = next((r.get("ratio_base") for r in runs if r.get("ratio_base")), None)
+        raw = added.get((base_config, "sync")) if base_config else None
+        ratio_cell = f"{ratio / raw:.2f}" if ratio is not None and raw and config != "plain" else "-"
         checks = [r for mode in modes for r in results.get((config, mode), []) if r.get("spans_expected")]
         spans = ("all exported" if checks and all(r["spans_exported"] == r["spans_expected"] for r in checks)
                  else "n/a" if not checks else "DROPPED " + ", ".join(

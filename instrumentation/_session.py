@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from instrumentation import _context, threads
+from instrumentation import _context, content, threads
 from instrumentation.decorators import counters
 from profiler import semconv
 from profiler.backends import select_backend
@@ -77,6 +77,7 @@ class Session:
             self._start_sampler()
         self.recorder = _context.recorder_for(str(self.path), self.name)
         threads.install()
+        content.env_opt_in()  # pick up the content-capture setting as it is now
         try:
             self._span = self.recorder.tracer.start_span(
                 f"session {self.name}",

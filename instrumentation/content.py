@@ -22,16 +22,23 @@ Redactor = Callable[[str, str], "str | None"]
 
 
 def env_opt_in() -> bool:
-    """Whether the OTel content-capture setting asks for content."""
-    return os.environ.get(semconv.CAPTURE_CONTENT_ENV, "").strip().lower() in ("true", "1", "yes")
+    """Whether the OTel content-capture setting asks for content (read now, and kept for later calls)."""
+    global _env_opt_in
+    _env_opt_in = os.environ.get(semconv.CAPTURE_CONTENT_ENV, "").strip().lower() in ("true", "1", "yes")
+    return _env_opt_in
+
+
+_env_opt_in = False
+env_opt_in()
 
 
 def capture_enabled() -> tuple[bool, Redactor | None]:
-    """(capture?, redactor) for a call starting now."""
+    """(capture?, redactor) for a call ending now. The environment is read at import and whenever a
+    session opens, not on every call."""
     session = _context.current_session()
     if session is not None and session.capture_content is not None:
         return session.capture_content, session.redact
-    return env_opt_in(), session.redact if session is not None else None
+    return _env_opt_in, session.redact if session is not None else None
 
 
 def _text(value: Any) -> str:

@@ -63,7 +63,6 @@ class SessionSpanProcessor(SpanProcessor):
         self._export_lock = threading.Lock()
         self._shutdown = False
         self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
         _register_fork_handler(self)
 
     # --- SpanProcessor -------------------------------------------------------------------------
@@ -89,7 +88,7 @@ class SessionSpanProcessor(SpanProcessor):
         if self.synchronous:
             self._drain(self.shutdown_timeout_s)
             return
-        if self._thread is None or self._pid != os.getpid():
+        if self._thread is None:  # first span, or first in a forked child (the fork handler resets it)
             self._start_worker()
         if len(self._queue) >= self.max_batch_size:
             self._wake.set()
@@ -117,9 +116,8 @@ class SessionSpanProcessor(SpanProcessor):
     # --- internals ------------------------------------------------------------------------------
     def _start_worker(self) -> None:
         with self._export_lock:
-            if self._thread is not None and self._pid == os.getpid():
+            if self._thread is not None:
                 return
-            self._pid = os.getpid()
             self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
             self._thread.start()
 

@@ -19,6 +19,7 @@ from profiler.genai import mark_billable
 from profiler.ledger import Ledger, build_ledger
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, conform
 from profiler.pricing import ApiPricer, Prices
+from profiler.sensor_checks import instant_power_gpus, work_intervals
 from profiler.timeline import QUANTITIES, build_timelines, window_coverage
 from profiler.tree import add_session_rows, depths, leaf_ranges, parent_positions
 
@@ -52,7 +53,8 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     gpu_names = {g.get("uuid"): g.get("name") for g in run.meta.get("gpus", []) if isinstance(g, dict)}
     baselines = {g.get("uuid"): g.get("mem_baseline_bytes") for g in run.meta.get("gpus", [])
                  if isinstance(g, dict) and g.get("mem_baseline_bytes") is not None}
-    timelines = build_timelines(conform(run.samples, SAMPLE_COLUMNS), baselines)
+    timelines = build_timelines(conform(run.samples, SAMPLE_COLUMNS), baselines,
+                                instant_power=instant_power_gpus(run.meta), work=work_intervals(steps))
 
     n = len(steps)
     self_values = {q: np.zeros(n + 1) for q in QUANTITIES}  # the extra last row is `unattributed`

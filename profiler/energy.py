@@ -28,17 +28,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Reads per window in which one regular update grid is fitted (about 6 s at 10 Hz).
+#: Reads (and at least as many updates) per window in which one regular update grid is fitted
+#: (about 6 s at 10 Hz with 100 ms updates).
 WINDOW_READS = 60
 #: Fewer reads than this locate nothing.
 MIN_READS = 20
-#: Share of a window's brackets that a grid may fail to explain and still be followed.
-MAX_MISFITS = 0.03
+#: Share of a window's reads that a grid fit may leave out (a late timestamp, a jittery update).
+MAX_OUTLIERS = 0.03
 #: Phases tried per period when (re)acquiring a grid.
 PHASE_BINS = 256
-#: Where the instant-power reading sits in its update period, as the fraction of T before the
-#: update: A100/H100 average the last quarter of each period (nvml-notes (b)), centred T/8 before it.
-INSTANT_WINDOW_CENTRE = 1.0 / 8.0
+#: The part of each update period that the instant-power reading averages, at the period's end:
+#: A100/H100 sample 25 ms of every 100 ms (nvml-notes (b)); the reading stands T/8 before its update.
+INSTANT_WINDOW = 0.25
+INSTANT_WINDOW_CENTRE = INSTANT_WINDOW / 2.0
+#: NVML's update period on datacenter parts, assumed where it cannot be measured (nvml-notes (a)).
+DEFAULT_UPDATE_PERIOD_S = 0.1
 
 
 @dataclass
@@ -97,21 +101,26 @@ def locate_updates(t: np.ndarray, changed: np.ndarray) -> UpdateGrid:
     segment = -1
     fit: tuple[float, float] | None = None  # (period, phase) being followed
     start = 0
+    mean_gap = float((t[-1] - t[0]) / (n - 1))
     while start < n - 1:
-        stop = n if n - start < WINDOW_READS + MIN_READS else start + WINDOW_READS
+        # A window spans at least WINDOW_READS reads and, once the period is known, as many updates.
+        size = max(WINDOW_READS, int(WINDOW_READS * fit[0] / mean_gap)) if fit is not None else WINDOW_READS
+        stop = n if n - start < size + MIN_READS else start + size
         tw, mw = t[start:stop], moved[start:stop - 1]
-        allowed = max(1, int(len(mw) * MAX_MISFITS))
-        if fit is None or _misfits(_predict(tw, fit), mw).sum() > allowed:
+        allowed = max(1, int(len(tw) * MAX_OUTLIERS))
+        refined = _settle(tw, mw, fit, allowed) if fit is not None else None
+        if refined is None:
+            # (Re)acquire: search the whole range at first, near the period followed so far later.
             fit = _acquire(tw, mw, *((low, high) if fit is None else (fit[0] * 0.98, fit[0] * 1.02)))
             segment += 1
-        refined = _settle(tw, mw, fit) if fit is not None else None
-        index = _predict(tw, refined[:2]) if refined is not None else None
-        if refined is None or index is None or _misfits(index, mw).sum() > allowed:
+            refined = _settle(tw, mw, fit, allowed) if fit is not None else None
+        if refined is None:
             fit = None
             start = stop
             continue
         period, phase, slack = refined
         fit = (period, phase)
+        index = _predict(tw, fit)
         grid.instant[start:stop] = phase + index * period
         grid.index[start:stop] = index
         grid.segment[start:stop] = segment
@@ -126,7 +135,8 @@ def locate_updates(t: np.ndarray, changed: np.ndarray) -> UpdateGrid:
     return grid
 
 
-def _snap(grid: UpdateGrid, t: np.ndarray, moved: np.ndarray, fits: list[tuple[int, int, float, float]]) -> None:
+def _snap(grid: UpdateGrid, t: np.ndarray, moved: np.ndarray,
+          fits: list[tuple[int, int, float, float]]) -> None:
     """Set each change's knot to the last update in its bracket, with the updates made to agree
     with every bracket (`_assign`).
 
@@ -173,7 +183,8 @@ def _assign(t: np.ndarray, moved: np.ndarray, updates: np.ndarray) -> tuple[np.n
             continue
         after = int(np.searchsorted(updates, t[i], side="right"))
         options = [(updates[k] - t[i], k, t[i]) for k in (after,) if k < len(updates)]
-        options += [(t[i - 1] - updates[k], k, np.nextafter(t[i - 1], np.inf)) for k in (after - 1,) if k >= 0]
+        options += [(t[i - 1] - updates[k], k, np.nextafter(t[i - 1], np.inf))
+                    for k in (after - 1,) if k >= 0]
         for _, k, edge in sorted(options):
             if counts[where[k]] >= 2:
                 counts[where[k]] -= 1
@@ -184,19 +195,25 @@ def _assign(t: np.ndarray, moved: np.ndarray, updates: np.ndarray) -> tuple[np.n
     return updates[order], where[order]
 
 
-def _settle(t: np.ndarray, moved: np.ndarray, fit: tuple[float, float]) -> tuple[float, float, float] | None:
-    """Refine a grid on a window until it stops moving: number the updates as the reads saw them
-    (`_assign`), fit the grid to that numbering, again."""
+def _settle(t: np.ndarray, moved: np.ndarray, fit: tuple[float, float],
+            trim: int) -> tuple[float, float, float] | None:
+    """Fit a grid to a window, starting from `fit`: number the updates as the reads saw them
+    (`_assign`), fit the grid to that numbering, and again until it stops moving.
+
+    Returns:
+        (period, phase, slack), or None where no grid fits all but `trim` of the reads.
+    """
     refined = None
     for _ in range(3):
         period, phase = fit
         k = np.arange(np.floor((t[0] - phase) / period) - 1, np.floor((t[-1] - phase) / period) + 2)
         _, where = _assign(t, moved, phase + k * period)
         index = np.cumsum(np.bincount(where, minlength=len(t)))
-        step = _refine(t, index, period)
+        step = _refine(t, index, period, trim)
         if step is None:
             return refined
-        converged = refined is not None and abs(step[1] - refined[1]) < 1e-9 and abs(step[0] - refined[0]) < 1e-12
+        converged = (refined is not None and abs(step[1] - refined[1]) < 1e-9
+                     and abs(step[0] - refined[0]) < 1e-12)
         refined, fit = step, step[:2]
         if converged:
             break
@@ -207,12 +224,6 @@ def _predict(t: np.ndarray, fit: tuple[float, float]) -> np.ndarray:
     """The index of the last update before each read, on the grid `fit` = (period, phase)."""
     period, phase = fit
     return np.floor((t - phase) / period).astype(np.int64)
-
-
-def _misfits(index: np.ndarray, moved: np.ndarray) -> np.ndarray:
-    """Per bracket, whether the grid disagrees with what the reads saw (a change without an update,
-    or an update without a change)."""
-    return (np.diff(index) > 0) != moved
 
 
 def _acquire(t: np.ndarray, moved: np.ndarray, low: float, high: float) -> tuple[float, float] | None:
@@ -247,30 +258,36 @@ def _acquire(t: np.ndarray, moved: np.ndarray, low: float, high: float) -> tuple
     return float(periods[p]), float(t[0] + best_phase[p] * periods[p])
 
 
-def _refine(t: np.ndarray, index: np.ndarray, period: float) -> tuple[float, float, float] | None:
+def _refine(t: np.ndarray, index: np.ndarray, period: float,
+            trim: int = 0) -> tuple[float, float, float] | None:
     """The (period, phase, slack) that leaves the most room around every read for these indices.
 
     Read `i` lies in `[phase + index_i * T, phase + (index_i + 1) * T)`, so the residuals
-    `t_i - index_i * T` must span less than `T`; the slack `T - span` is concave in `T`, and the best
-    phase is the middle of what is left.
+    `t_i - index_i * T` must span less than `T`; the slack `T - span` is concave in `T` (found by
+    zooming in on a grid), and the best phase is the middle of what is left. Where no period leaves
+    room, up to `trim` reads at the residuals' extremes (a late timestamp, a jittery update) are
+    left out in turn.
     """
-    def slack(p: float) -> float:
-        r = t - index * p
-        return p - float(r.max() - r.min())
-
-    lo, hi = period * 0.98, period * 1.02
-    for _ in range(60):
-        a, b = lo + (hi - lo) / 3.0, hi - (hi - lo) / 3.0
-        if slack(a) < slack(b):
-            lo = a
-        else:
-            hi = b
-    best = (lo + hi) / 2.0
-    room = slack(best)
-    if not room > 0:
-        return None
-    r = t - index * best
-    return best, (float(r.max()) - best + float(r.min())) / 2.0, room
+    keep = np.ones(len(t), dtype=bool)
+    for _ in range(trim + 1):
+        tk, ik = t[keep], index[keep].astype(np.float64)
+        lo, hi = period * 0.98, period * 1.02
+        for _ in range(7):
+            candidates = np.linspace(lo, hi, 33)
+            r = tk[None, :] - ik[None, :] * candidates[:, None]
+            room = candidates - (r.max(axis=1) - r.min(axis=1))
+            j = int(room.argmax())
+            lo, hi = candidates[max(j - 1, 0)], candidates[min(j + 1, len(candidates) - 1)]
+        best = float(candidates[j])
+        r = tk - ik * best
+        slack = best - float(r.max() - r.min())
+        if slack > 0:
+            return best, (float(r.max()) - best + float(r.min())) / 2.0, slack
+        # Leave out whichever extreme read stands further from the rest.
+        order = np.argsort(r)
+        drop = order[-1] if r[order[-1]] - r[order[-2]] >= r[order[1]] - r[order[0]] else order[0]
+        keep[np.flatnonzero(keep)[drop]] = False
+    return None
 
 
 def counter_curve(t: np.ndarray, energy: np.ndarray, power: np.ndarray | None = None
@@ -289,61 +306,117 @@ def counter_curve(t: np.ndarray, energy: np.ndarray, power: np.ndarray | None = 
     changed = np.concatenate([[False], np.diff(energy) != 0])
     grid = locate_updates(t, changed)
     e = energy - energy[0]
+    reads = np.flatnonzero(changed)
+    # Each change at its located update (inside its bracket), else at the read that saw it.
+    at = np.where(np.isfinite(grid.instant[reads]), grid.instant[reads], t[reads])
+    at = np.maximum.accumulate(np.clip(at, t[np.maximum(reads - 1, 0)], t[reads]))
     knots_t, knots_e = [float(t[0])], [0.0]
-    prev = 0  # the read behind the last knot
-    for i in np.flatnonzero(changed):
-        at = grid.instant[i]
-        # The update lies after the previous read (which had not seen it) and no later than this one.
-        at = float(t[i]) if not math.isfinite(at) else min(max(at, float(t[i - 1])), float(t[i]))
-        if at <= knots_t[-1]:
-            at = float(t[i]) if float(t[i]) > knots_t[-1] else knots_t[-1] + 1e-9
-        if power is not None and prev and _one_period(grid, prev, i):
-            step = _step_within(knots_t[-1], knots_e[-1], at, float(e[i]), power[prev], power[i])
+    for j, i in enumerate(reads):
+        if knots_t[-1] >= at[j]:
+            continue  # (only where clipping left two changes at one instant)
+        if power is not None and j and _same_grid(grid, reads[j - 1], i):
+            step = _step_within(knots_t[-1], knots_e[-1], float(at[j]), float(e[i]), power[reads[j - 1]],
+                                power[i], _level_after(grid, power, reads, j), grid.period * INSTANT_WINDOW)
             if step is not None:
                 knots_t.append(step[0])
                 knots_e.append(step[1])
-        knots_t.append(at)
+        knots_t.append(float(at[j]))
         knots_e.append(float(e[i]))
-        prev = int(i)
     if knots_t[-1] < t[-1]:
         knots_t.append(float(t[-1]))
         knots_e.append(float(e[-1]))
     return np.asarray(knots_t), np.asarray(knots_e), grid
 
 
-def _one_period(grid: UpdateGrid, a: int, b: int) -> bool:
-    """Whether reads `a` and `b` saw consecutive updates of one located grid."""
-    return bool(grid.segment[a] >= 0 and grid.segment[a] == grid.segment[b] and grid.index[b] - grid.index[a] == 1)
+def _level_after(grid: UpdateGrid, power: np.ndarray, reads: np.ndarray, j: int) -> float:
+    """The power read at the update after change `j`, if the same located grid placed it."""
+    if j + 1 >= len(reads) or not _same_grid(grid, reads[j], reads[j + 1]):
+        return math.nan
+    return float(power[reads[j + 1]])
 
 
-def _step_within(t0: float, e0: float, t1: float, e1: float, p_start: float, p_end: float
-                 ) -> tuple[float, float] | None:
-    """Where power stepped from `p_start` to `p_end` inside one update period, keeping its joules.
+def _same_grid(grid: UpdateGrid, a: int, b: int) -> bool:
+    """Whether reads `a` and `b` saw updates placed by one located grid (so that the time between
+    their knots is a whole number of update periods)."""
+    return bool(grid.segment[a] >= 0 and grid.segment[a] == grid.segment[b])
 
-    The period's mean power `p` lies between the power read at its start and at its end when one
-    step explains it: `p_start` for a fraction g of the period, then `p_end`, with
-    `g = (p_end - p) / (p_end - p_start)`. Otherwise (no step, or a spike) the period stays linear.
+
+def _step_within(t0: float, e0: float, t1: float, e1: float, p_start: float, p_end: float,
+                 p_after: float = math.nan, window: float = 0.0) -> tuple[float, float] | None:
+    """Where power stepped between two located updates, keeping the joules published between them
+    (nvml-notes (a) step 4: power for shape, the counter for the total).
+
+    The mean power `p` between the updates lies between the power read at the first (`p_start`) and
+    at the second (`p_end`) when one step explains it: `p_start` for a fraction g of the time, then
+    `p_end`, with `g = (p_end - p) / (p_end - p_start)`. This is exact for a step inside the period
+    (a kernel starting or ending) and close for a ramp. The reading at the second update averages
+    only the end of its period (`INSTANT_WINDOW`), so a step inside that window leaves it between
+    the two levels; when the next update's reading (`p_after`) explains both the mean and that
+    mixed reading (the average over the last `window` seconds before t1), the step goes to
+    `p_after` instead. Otherwise (no step, or a spike) it stays linear.
     """
     if not (math.isfinite(p_start) and math.isfinite(p_end)) or t1 <= t0:
         return None
     mean = (e1 - e0) / (t1 - t0)
-    low, high = min(p_start, p_end), max(p_start, p_end)
-    if high - low < 1e-6 * max(high, 1.0) or not low < mean < high:
-        return None
-    g = (p_end - mean) / (p_end - p_start)
-    at = t0 + g * (t1 - t0)
-    return at, e0 + p_start * (at - t0)
+    for after, level in ((True, p_after), (False, p_end)):
+        if not math.isfinite(level):
+            continue
+        low, high = min(p_start, level), max(p_start, level)
+        if high - low < 1e-6 * max(high, 1.0) or not low < mean < high:
+            continue
+        g = (level - mean) / (level - p_start)
+        if after:
+            # The window average this step predicts for the reading at t1 must match what was read
+            # (to 10% of the step: a millisecond off in the located updates is 4% of a 25 ms window).
+            share = min(window / (t1 - t0), 1.0)
+            if share <= 0:
+                continue
+            inside = min(max((g - (1.0 - share)) / share, 0.0), 1.0)
+            if abs(p_start * inside + level * (1.0 - inside) - p_end) > 0.1 * (high - low):
+                continue
+        at = t0 + g * (t1 - t0)
+        return at, e0 + p_start * (at - t0)
+    return None
 
 
-def power_curve(t: np.ndarray, power: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Knots of the cumulative energy curve integrated from power readings (no counter).
+def power_curve(t: np.ndarray, power: np.ndarray, *,
+                instant: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """Knots of the cumulative energy curve integrated from power readings, for devices without a
+    counter (nvml-notes (a) step 5).
+
+    Args:
+        t: read times in seconds, increasing.
+        power: watts per read, NaN where missing.
+        instant: the readings are NVML's instant-power field as our sampler reads it. Each is then
+            the sensor's average over a window that ends at the last update before the read (the
+            last quarter of the period on A100/H100), and stands at that window's centre, `T/8`
+            before the update: where the updates can be located from the readings' own changes,
+            there; elsewhere `5T/8` before the read, its expected place when reads fall at every
+            phase of the period (T = `DEFAULT_UPDATE_PERIOD_S` when unknown). Otherwise (another
+            tool's samples, e.g. an nvidia-smi CSV) the readings stand at their read times.
 
     Returns:
-        (knot times, cumulative joules, the readings' median interval in seconds).
+        (knot times, cumulative joules, zero at t[0]; the update period in seconds: for instant
+        readings the located one, else `DEFAULT_UPDATE_PERIOD_S`; otherwise the readings' median
+        interval). The curve is linear through the points (trapezoids).
     """
     ok = np.isfinite(power)
+    if ok.sum() < 2:
+        level = float(power[ok][0]) if ok.any() else 0.0
+        return np.array([t[0], t[-1]]), np.array([0.0, level * (t[-1] - t[0])]), math.nan
+    if not instant:
+        filled = np.interp(t, t[ok], power[ok])  # gaps bridged linearly, ends held
+        cumulative = np.concatenate([[0.0], np.cumsum(np.diff(t) * (filled[1:] + filled[:-1]) / 2.0)])
+        return t, cumulative, float(np.median(np.diff(t)))
     tp, pw = t[ok], power[ok]
-    if len(tp) == 1:
-        return np.array([t[0], t[-1]]), np.array([0.0, 0.0]), math.nan
-    cumulative = np.concatenate([[0.0], np.cumsum(np.diff(tp) * (pw[1:] + pw[:-1]) / 2.0)])
-    return tp, cumulative, float(np.median(np.diff(tp)))
+    grid = locate_updates(tp, np.concatenate([[False], np.diff(pw) != 0]))
+    period = grid.period if math.isfinite(grid.period) else DEFAULT_UPDATE_PERIOD_S
+    update = np.where(np.isfinite(grid.instant), grid.instant, tp - period / 2.0)
+    centre = np.maximum.accumulate(update - period * INSTANT_WINDOW_CENTRE)
+    first = np.concatenate([[True], np.diff(centre) > 0])  # one point per update period
+    centre, pw = centre[first], pw[first]
+    # Held at the last reading to the end, and at the first one before its point.
+    knots_t = np.concatenate([[min(t[0], centre[0])], centre, [max(t[-1], centre[-1])]])
+    values = np.concatenate([[pw[0]], pw, [pw[-1]]])
+    cumulative = np.concatenate([[0.0], np.cumsum(np.diff(knots_t) * (values[1:] + values[:-1]) / 2.0)])
+    return knots_t, cumulative - np.interp(t[0], knots_t, cumulative), period

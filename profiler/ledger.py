@@ -16,6 +16,7 @@ import pandas as pd
 from profiler import semconv
 from profiler.model import TOKEN_COLUMNS, Run
 from profiler.pricing import Prices
+from profiler.sensor_checks import add_checks, energy_uncertainty
 from profiler.timeline import QUANTITIES, GpuTimeline
 from profiler.tree import UNATTRIBUTED_KIND, subtree_sums
 
@@ -158,11 +159,18 @@ def build_ledger(
     derived["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
     derived["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
     derived["energy_estimated"] = _estimated(derived["wall_s"], derived["energy_j"], coverage_all, timelines)
+    # About one sensor update period's worth of the step's mean power (profiler.sensor_checks).
+    ends = (ident["start_ns"].to_numpy(), ident["end_ns"].to_numpy())
+    derived["energy_uncertainty_j"] = energy_uncertainty(
+        derived["energy_j"], derived["wall_s"], *ends, timelines)
+    derived["self_energy_uncertainty_j"] = energy_uncertainty(
+        derived["self_energy_j"], derived["self_wall_s"], *ends, timelines)
     # One concat instead of some fifty single-column inserts.
     out = pd.concat([ident, pd.DataFrame(derived, index=ident.index)], axis=1)
     ordered = _order_columns(out)
     totals = _totals(ordered, timelines, measured_any, prices)
     checks = _checks(ordered, conservation, run)
+    add_checks(checks, timelines)
     checks["stand_in_calls"] = int(sum(bool((a or {}).get(semconv.STAND_IN_MODEL)) for a in steps["attributes"]))
     meta = {k: v for k, v in run.meta.items() if k not in ("spans",)}
     meta.update({"source": str(run.source) if run.source else None, "policy": policy, "prices": prices.to_json()})
@@ -235,6 +243,7 @@ def _totals(steps: pd.DataFrame, timelines: list[GpuTimeline], measured_any: dic
     totals["errors"] = int((steps["status"] == "error").sum())
     totals["gpus"] = [{"gpu": t.gpu, "energy_source": t.sources.get("energy_j"),
                        "update_period_s": t.update_period_s, "idle_power_w": t.idle_power_w,
+                       "idle_power_method": t.idle_power_method, "update_phase_located": t.phase_located,
                        "mem_baseline_bytes": t.mem_baseline_bytes,
                        "measured": {q: t.total(q) for q in QUANTITIES if q in t.curves}} for t in timelines]
     totals["sources"] = {

@@ -33,6 +33,7 @@ _T = TypeVar("_T")
 # NVML field ids and scopes (nvml.h); spelled out so that the module needs no pynvml at import.
 _FI_POWER_AVERAGE = 185
 _FI_POWER_INSTANT = 186
+_FI_TOTAL_ENERGY = 83  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ
 _SCOPE_GPU = 0
 _SCOPE_MODULE = 1
 #: NVML's "not available" value for unsigned 64-bit fields such as `usedGpuMemory`.
@@ -119,6 +120,11 @@ def _read_field(nvml: ModuleType, handle: Any, field_id: int, scope: int) -> flo
     `nvmlReturn` is re-raised here to go through the same error mapping as every other call.
     """
     (value,) = nvml.nvmlDeviceGetFieldValues(handle, [(field_id, scope)])
+    return _field_number(nvml, value)
+
+
+def _field_number(nvml: ModuleType, value: Any) -> float:
+    """The number in one `nvmlFieldValue_t`, or its own `nvmlReturn` raised as an NVML error."""
     if value.nvmlReturn != nvml.NVML_SUCCESS:
         raise nvml.NVMLError(value.nvmlReturn)
     member = {
@@ -162,6 +168,9 @@ class _Device:
     power_usage: bool = False
     """Whether `nvmlDeviceGetPowerUsage` answers (the fallback for power)."""
     memory_v2: bool = False
+    batched: list[tuple[int, int]] | None = None
+    """(energy field, instant power field) when both answer one `nvmlDeviceGetFieldValues` call:
+    one driver call a tick instead of two, and the two values from the same update."""
 
 
 @dataclass(slots=True)
@@ -457,8 +466,15 @@ class NvmlBackend:
             details["unsupported_reason"] = reasons
         info = GpuInfo(index=chosen.index, uuid=uuid, name=_text(name) if name is not None else "unknown",
                        supports=supports, details=details)
+        batched = None
+        if energy_mj is not None and power_field is not None:
+            fields = [(_FI_TOTAL_ENERGY, _SCOPE_GPU), power_field]
+            both = attempt("energy_and_power_fields", nvml.nvmlDeviceGetFieldValues, handle, fields)
+            if both is not None and all(v.nvmlReturn == nvml.NVML_SUCCESS for v in both):
+                batched = fields
+        details["batched_fields"] = batched is not None
         device = _Device(index=chosen.index, handle=handle, supports=supports, power_field=power_field,
-                         power_usage=power_usage_mw is not None, memory_v2=memory_v2)
+                         power_usage=power_usage_mw is not None, memory_v2=memory_v2, batched=batched)
         return info, device
 
     # ---- read ----------------------------------------------------------------------------------
@@ -502,14 +518,25 @@ class NvmlBackend:
                     return None
                 raise mapped from err
 
+        def number(what: str, value: Any) -> float | None:
+            """One value of a batched field read, mapped like a call of its own."""
+            return call(what, _field_number, nvml, value)
+
         energy_j = util_pct = None
         proc_mem: int | None = None
-        if device.supports["energy_counter"]:
-            mj = call("reading the energy counter", nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
-            energy_j = mj / 1e3 if mj is not None else None
+        mj: float | None = None
         mw: float | None = None
-        if device.power_field is not None:
-            mw = call("reading instant power", _read_field, nvml, handle, *device.power_field)
+        if device.batched is not None:
+            values = call("reading energy and power", nvml.nvmlDeviceGetFieldValues, handle, device.batched)
+            if values is not None:
+                mj = number("reading the energy counter", values[0])
+                mw = number("reading instant power", values[1])
+        else:
+            if device.supports["energy_counter"]:
+                mj = call("reading the energy counter", nvml.nvmlDeviceGetTotalEnergyConsumption, handle)
+            if device.power_field is not None:
+                mw = call("reading instant power", _read_field, nvml, handle, *device.power_field)
+        energy_j = mj / 1e3 if mj is not None else None
         if mw is None and device.power_usage:
             mw = call("reading power usage", nvml.nvmlDeviceGetPowerUsage, handle)
         power_w = mw / 1e3 if mw is not None else None

@@ -28,6 +28,10 @@ MIN_INTERVAL_S = 0.02
 _GOLDEN = (5**0.5 - 1) / 2.0
 #: Ticks per slow sweep of the schedule across one interval (and as many back).
 _SWEEP_TICKS = 37
+#: A slow tick (utilization, process lists) that takes longer than this backs the slow reads off.
+SLOW_TICK_BUDGET_S = 0.02
+#: Slow fields are read at least this often, however slow they are.
+MAX_SLOW_PERIOD_S = 10.0
 
 
 def tick_offset(k: int, interval_s: float) -> float:
@@ -61,13 +65,27 @@ class SamplerStats:
     """CPU time the sampler thread used, in seconds (its cost to the host)."""
     wall_s: float = 0.0
     last_error: str | None = None
+    slow_ticks: int = 0
+    """Ticks that also read the slow fields (utilization, process lists)."""
+    slow_tick_max_s: float = 0.0
+    slow_tick_total_s: float = 0.0
+    """Wall time of the slow ticks, longest and summed."""
+    slow_every: int = 0
+    """Ticks between slow reads as the run ended (more than configured after slow ticks)."""
+    slow_every_max: int = 0
+    slow_backoffs: int = 0
+    """How often a slow tick over `SLOW_TICK_BUDGET_S` made the slow reads rarer."""
 
     def to_json(self) -> dict[str, Any]:
         """Return the stats with the derived CPU share of one core."""
         share = self.thread_cpu_s / self.wall_s if self.wall_s > 0 else None
         return {"ticks": self.ticks, "samples": self.samples, "read_errors": self.read_errors,
                 "lost_gpus": self.lost_gpus, "thread_cpu_s": self.thread_cpu_s, "wall_s": self.wall_s,
-                "cpu_share_of_one_core": share, "last_error": self.last_error}
+                "cpu_share_of_one_core": share, "last_error": self.last_error, "slow_ticks": self.slow_ticks,
+                "slow_tick_max_s": self.slow_tick_max_s,
+                "slow_tick_mean_s": self.slow_tick_total_s / self.slow_ticks if self.slow_ticks else None,
+                "slow_every": self.slow_every, "slow_every_max": self.slow_every_max,
+                "slow_backoffs": self.slow_backoffs}
 
 
 class Clock:
@@ -100,6 +118,7 @@ class GpuSampler:
         pids: Callable[[], frozenset[int]] | None = None,
         clock: Callable[[], int] | None = None,
         dither: bool = True,
+        slow_budget_s: float = SLOW_TICK_BUDGET_S,
     ) -> None:
         """Prepare a sampler.
 
@@ -107,11 +126,13 @@ class GpuSampler:
             backend: where readings come from (NVML, a replay, a test double).
             samples_path: the samples file to append to; None keeps samples in memory only.
             interval_s: seconds between ticks (NVML's power and energy update about every 0.1 s).
-            slow_every: read the slow fields (utilization, process memory) every this many ticks.
+            slow_every: read the slow fields (utilization, process memory) every this many ticks, or
+                less often while they take more than `slow_budget_s` (see `_adapt`).
             pids: returns this run's process ids, for per-process memory.
             clock: returns epoch nanoseconds; a `Clock` by default.
             dither: spread the ticks' phase over the interval (see `_offset`); False reads at a
                 fixed rate.
+            slow_budget_s: the wall time a slow tick may take before slow reads back off.
         """
         # `not >=` also refuses NaN (which would spin the thread) and infinity (which Event.wait rejects).
         if not (MIN_INTERVAL_S <= interval_s < math.inf):
@@ -122,11 +143,13 @@ class GpuSampler:
         self.samples_path = samples_path
         self.interval_s = interval_s
         self.slow_every = slow_every
+        self.slow_budget_s = slow_budget_s
         self.dither = dither
         self.clock = clock or Clock()
         self._pids = pids or (lambda: frozenset({os.getpid()}))
         self.gpus: list[GpuInfo] = []
-        self.stats = SamplerStats()
+        self.stats = SamplerStats(slow_every=slow_every, slow_every_max=slow_every)
+        self._until_slow = slow_every
         self.unavailable_reason: str | None = None
         self._lost: set[int] = set()
         self._writer: SamplesWriter | None = None
@@ -164,7 +187,10 @@ class GpuSampler:
         """Read every device once and append the readings. The thread calls this; tests may too."""
         with self._lock:
             self.stats.ticks += 1
-            slow = slow if slow is not None else self.stats.ticks % self.slow_every == 0
+            self._until_slow -= 1
+            due = self._until_slow <= 0
+            slow = slow if slow is not None else due
+            started = time.perf_counter()
             pids = self._safe_pids() if slow else None
             rows = []
             for info in self.gpus:
@@ -173,7 +199,31 @@ class GpuSampler:
                 row = self._read(info, pids, slow)
                 if row is not None:
                     rows.append(row)
+            if slow:
+                self._adapt(time.perf_counter() - started)
+            if due:
+                self._until_slow = self.stats.slow_every
             self._emit(rows)
+
+    def _adapt(self, elapsed_s: float) -> None:
+        """Account for one slow tick and set how many ticks apart they come.
+
+        Process lists and per-process queries can take 50-100 ms a call (nvml-notes pitfall 14), and a
+        slow tick delays that tick's fast readings. A slow tick over `slow_budget_s` doubles the ticks
+        until the next (up to `MAX_SLOW_PERIOD_S` apart); one under a quarter of the budget halves
+        them again, down to the configured `slow_every`.
+        """
+        stats = self.stats
+        stats.slow_ticks += 1
+        stats.slow_tick_total_s += elapsed_s
+        stats.slow_tick_max_s = max(stats.slow_tick_max_s, elapsed_s)
+        longest = max(self.slow_every, int(MAX_SLOW_PERIOD_S / self.interval_s))
+        if elapsed_s > self.slow_budget_s and stats.slow_every < longest:
+            stats.slow_every = min(longest, stats.slow_every * 2)
+            stats.slow_backoffs += 1
+        elif elapsed_s < self.slow_budget_s / 4 and stats.slow_every > self.slow_every:
+            stats.slow_every = max(self.slow_every, stats.slow_every // 2)
+        stats.slow_every_max = max(stats.slow_every_max, stats.slow_every)
 
     def stop(self, timeout_s: float = 2.0) -> SamplerStats:
         """Stop the thread, take a last reading (so the run's end is bracketed) and close. Idempotent."""
@@ -215,6 +265,10 @@ class GpuSampler:
         return tick_offset(k, self.interval_s) if self.dither else k * self.interval_s
 
     def _read(self, info: GpuInfo, pids: frozenset[int] | None, slow: bool) -> tuple[Any, ...] | None:
+        # Stamped before the read: a backend reads energy and power first, microseconds later, while
+        # a stamp after it would also carry every later call and each wait to get the GIL back from
+        # a busy agent thread once a ctypes call returns (up to 5 ms a call).
+        stamp = self.clock()
         try:
             reading = self.backend.read(info.index, pids, slow)
         except GpuUnavailableError as err:
@@ -225,7 +279,7 @@ class GpuSampler:
         except (GpuReadError, Exception) as err:  # noqa: BLE001
             self._note_error(err)
             return None
-        return (self.clock(), info.uuid, reading.energy_j, reading.power_w, reading.mem_used_bytes,
+        return (stamp, info.uuid, reading.energy_j, reading.power_w, reading.mem_used_bytes,
                 reading.proc_mem_bytes, reading.util_pct)
 
     def _emit(self, rows: list[tuple[Any, ...]]) -> None:

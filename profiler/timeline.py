@@ -1,8 +1,10 @@
 """Per-GPU cumulative curves: each measured quantity as a running total over time.
 
 Every quantity becomes a non-decreasing (or at least telescoping) curve `Q(t)` sampled at the GPU's
-sample times. The amount in any interval is `Q(b) - Q(a)` by linear interpolation, so amounts over
-adjacent intervals add up exactly to the run's total: conservation by construction.
+sample times (and, for energy, at the energy counter's located update instants between them: see
+`profiler.energy`). The amount in any interval is `Q(b) - Q(a)` by linear interpolation, so amounts
+over adjacent intervals add up exactly to the run's total: conservation by construction. What is
+known about the sensor (idle baseline, power against the counter) comes from `profiler.sensor_checks`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from profiler.energy import counter_curve, power_curve
-from profiler.sensor_checks import idle_power
+from profiler.sensor_checks import idle_power, power_vs_counter
 
 GIB = 1024.0**3
 #: The quantities measured per GPU and conserved by attribution.
@@ -32,11 +34,20 @@ class GpuTimeline:
     sources: dict[str, str] = field(default_factory=dict)
     """Quantity name -> provenance (`measured:nvml-counter`, `measured:integrated-power`, ...)."""
     update_period_s: float = math.nan
-    """Median interval between energy-counter changes (the sensor's resolution)."""
+    """The sensor's update period: the located one (`profiler.energy.locate_updates`), else the median
+    interval between the reads at which the counter changed, or between power readings."""
     idle_power_w: float = math.nan
     """The idle baseline (see `profiler.sensor_checks.idle_power`)."""
+    idle_power_method: str = "none"
+    """How the idle baseline was taken: `idle-utilization`, `outside-steps` or `low-percentile`."""
     phase_located: float = 0.0
     """Share of the counter's reads whose update instant was located (0 when knots sit at read times)."""
+    power_readings: tuple[np.ndarray, np.ndarray] | None = None
+    """(t_ns, watts) of the power readings where energy is integrated from them, for the uncertainty
+    of that energy near each step's ends (`profiler.sensor_checks.energy_uncertainty`)."""
+    power_check: dict | None = None
+    """Integrated power against the counter (`profiler.sensor_checks.power_vs_counter`); None
+    without both."""
     mem_baseline_bytes: float = math.nan
 
     @property
@@ -59,8 +70,19 @@ class GpuTimeline:
         return np.interp(times_ns.astype(np.float64), self.t_ns.astype(np.float64), self.curves[quantity])
 
 
-def build_timelines(samples: pd.DataFrame, mem_baselines: dict[str, float] | None = None) -> list[GpuTimeline]:
-    """Build one `GpuTimeline` per device that has at least two samples."""
+def build_timelines(samples: pd.DataFrame, mem_baselines: dict[str, float] | None = None,
+                    instant_power: set[str] | frozenset[str] = frozenset(),
+                    work: np.ndarray | None = None) -> list[GpuTimeline]:
+    """Build one `GpuTimeline` per device that has at least two samples.
+
+    Args:
+        samples: `Run.samples`.
+        mem_baselines: device memory used before the run, per GPU.
+        instant_power: the GPUs whose `power_w` is NVML's instant-power field read by our sampler
+            (run.json says so), whose readings lag their read times (`profiler.energy.power_curve`).
+        work: (start_ns, end_ns) of the agent's steps, so that the idle baseline can be taken
+            outside them.
+    """
     timelines = []
     for gpu, group in samples.groupby("gpu", sort=False):
         group = group.sort_values("t_ns", kind="stable")
@@ -68,11 +90,12 @@ def build_timelines(samples: pd.DataFrame, mem_baselines: dict[str, float] | Non
         if len(group) < 2:
             continue
         baseline = (mem_baselines or {}).get(str(gpu))
-        timelines.append(_timeline(str(gpu), group, baseline))
+        timelines.append(_timeline(str(gpu), group, baseline, str(gpu) in instant_power, work))
     return timelines
 
 
-def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None) -> GpuTimeline:
+def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None, instant: bool,
+              work: np.ndarray | None) -> GpuTimeline:
     t = group["t_ns"].to_numpy(dtype=np.int64)
     dt_s = np.diff(t) / 1e9
     line = GpuTimeline(gpu=gpu, t_ns=t, curves={})
@@ -93,7 +116,7 @@ def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None) -> GpuT
             line.curves["idle_hold_gib_s"] = _step_integral(held / GIB * (1.0 - busy), dt_s)
             line.sources["idle_hold_gib_s"] = line.sources["gpu_mem_gib_s"] + " x idle fraction"
 
-    knots = _energy_knots(group, t, line)
+    knots = _energy_knots(group, t, line, instant)
     if knots is not None:
         # The energy curve bends at the counter's located update instants, between sample times:
         # put them on the timeline too (the other curves are linear between samples, so exact there).
@@ -105,13 +128,16 @@ def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None) -> GpuT
             line.t_ns = union
         energy = np.interp((line.t_ns - t[0]) / 1e9, knots[0], knots[1])
         line.curves["energy_j"] = energy
-        line.idle_power_w = idle_power(group, t, energy, line)
+        line.idle_power_w, line.idle_power_method = idle_power(
+            t, group["power_w"].to_numpy(dtype=np.float64), np.interp(t, line.t_ns, energy),
+            group["util_pct"].to_numpy(dtype=np.float64), work)
         line.curves["active_energy_j"] = energy - line.idle_power_w * line.curves["gpu_s"]
         line.sources["active_energy_j"] = line.sources["energy_j"] + " minus idle baseline"
     return line
 
 
-def _energy_knots(group: pd.DataFrame, t: np.ndarray, line: GpuTimeline) -> tuple[np.ndarray, np.ndarray] | None:
+def _energy_knots(group: pd.DataFrame, t: np.ndarray, line: GpuTimeline,
+                  instant: bool) -> tuple[np.ndarray, np.ndarray] | None:
     """Knots (seconds since the first sample, cumulative joules) of the energy curve: from the counter
     where it answers (at its located update instants, see `profiler.energy`), else integrated power."""
     rel_s = (t - t[0]) / 1e9
@@ -120,14 +146,20 @@ def _energy_knots(group: pd.DataFrame, t: np.ndarray, line: GpuTimeline) -> tupl
     ok = np.isfinite(counter)
     if ok.sum() >= 2 and ok.mean() >= 0.5:
         knots_t, knots_e, grid = counter_curve(rel_s[ok], counter[ok], power[ok])
-        line.update_period_s = grid.period if math.isfinite(grid.period) else _change_period(rel_s[ok], counter[ok])
+        line.update_period_s = (grid.period if math.isfinite(grid.period)
+                                else _change_period(rel_s[ok], counter[ok]))
         line.phase_located = grid.located_fraction
         line.sources["energy_j"] = "measured:nvml-counter"
+        if np.isfinite(power).sum() >= 2:
+            # Over windows of 10 s the readings' lag (under a period) hardly matters: plain trapezoids.
+            line.power_check = power_vs_counter(rel_s[[0, -1]], (knots_t, knots_e),
+                                                power_curve(rel_s, power)[:2])
         return knots_t, knots_e
     if not np.isfinite(power).any():
         return None
-    knots_t, knots_e, period = power_curve(rel_s, power)
+    knots_t, knots_e, period = power_curve(rel_s, power, instant=instant)
     line.update_period_s = period
+    line.power_readings = (t[np.isfinite(power)], power[np.isfinite(power)])
     line.sources["energy_j"] = "measured:integrated-power"
     return knots_t, knots_e
 

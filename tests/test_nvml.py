@@ -181,6 +181,27 @@ def test_read_converts_units(sim: Sim) -> None:
     backend.close()
 
 
+def test_energy_and_power_are_read_in_one_field_call(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = sim(f"{H100}\npower watts=250\n")
+    backend, (info,) = _open(nvml)
+    assert info.details["batched_fields"] is True
+    calls: list[list[tuple[int, int]]] = []
+    real = nvml.nvmlDeviceGetFieldValues
+    monkeypatch.setattr(nvml, "nvmlDeviceGetFieldValues",
+                        lambda h, fields: calls.append(fields) or real(h, fields))
+    monkeypatch.setattr(nvml, "nvmlDeviceGetTotalEnergyConsumption", None)  # not called at all
+    reading = backend.read(0)
+    assert calls == [[(nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, 0), (nvml.NVML_FI_DEV_POWER_INSTANT, 0)]]
+    assert reading.power_w == 250.0 and reading.energy_j is not None
+    backend.close()
+    monkeypatch.undo()
+    # Without the counter there is nothing to batch: power alone, as before.
+    backend, (info,) = _open(sim(f"{H100}\npower watts=90\nunsupported energy_counter\n"))
+    assert info.details["batched_fields"] is False
+    assert backend.read(0).power_w == 90.0
+    backend.close()
+
+
 def test_energy_counter_updates_once_per_period(sim: Sim) -> None:
     nvml = sim(f"update_period_ms 10000\n{H100}\npower watts=500\n")
     backend, _ = _open(nvml)
@@ -268,10 +289,17 @@ def test_other_nvml_errors_in_read_are_transient(sim: Sim, monkeypatch: pytest.M
     nvml = sim(f"{H100}\n")
     backend, _ = _open(nvml)
 
-    def broken(handle: object) -> int:
-        raise nvml.NVMLError(nvml.NVML_ERROR_UNKNOWN)
+    real = nvml.nvmlDeviceGetFieldValues
 
-    monkeypatch.setattr(nvml, "nvmlDeviceGetTotalEnergyConsumption", broken)
+    def broken(handle: object, fields: list[tuple[int, int]]) -> list[object]:
+        # Energy and power come in one batched field read; the energy field fails on its own.
+        values = real(handle, fields)
+        for value in values:
+            if value.fieldId == nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION:
+                value.nvmlReturn = nvml.NVML_ERROR_UNKNOWN
+        return values
+
+    monkeypatch.setattr(nvml, "nvmlDeviceGetFieldValues", broken)
     with pytest.raises(GpuReadError, match="energy counter on GPU 0") as caught:
         backend.read(0)
     assert isinstance(caught.value.__cause__, nvml.NVMLError_Unknown)

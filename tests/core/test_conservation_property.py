@@ -15,6 +15,7 @@ from profiler import attribute
 from profiler.attribution import POLICIES
 from profiler.model import Run
 from profiler.pricing import ApiPricer
+from profiler.sensor_checks import work_intervals
 from profiler.timeline import GIB, QUANTITIES, build_timelines
 
 from .builders import (
@@ -130,7 +131,8 @@ def runs(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[pd.DataFrame], str
 
 def _check_ledger(ledger: Any, samples: pd.DataFrame) -> None:
     assert ledger.checks["conservation_held"] is True
-    lines = build_timelines(samples)
+    # The idle baseline is taken outside the run's steps, as the engine does.
+    lines = build_timelines(samples, work=work_intervals(ledger.steps))
     for quantity in QUANTITIES:
         present = [line for line in lines if quantity in line.curves]
         column = ledger.steps[f"self_{quantity}"]

@@ -1,0 +1,330 @@
+"""Energy accuracy against known truth, end to end: the real `pynvml` bindings over the simulated
+NVML library (tests/nvml_sim), `NvmlBackend`, `GpuSampler` reading at 10 Hz in real time, a run
+directory on disk, `profiler.load` and `profiler.attribute`, compared with the exact integral of each
+device's power curve over spans placed at known instants.
+
+One recording (about 6 s of wall time) serves every test. Its devices:
+
+- `square`: 80 W / 450 W square wave (1.73 s period, 40% busy), energy counter updated every 100 ms;
+- `ramp`: piecewise-linear power 80 -> 450 -> 150 W, same counter;
+- `square-nocounter`, `ramp-nocounter`: the same curves without an energy counter (integrated power);
+- `lost`: 200 W, falls off the bus 3 s in.
+
+The simulation's clock is CLOCK_MONOTONIC since its first `nvmlInit`, which this module takes itself
+(between two monotonic reads), so simulated milliseconds map onto the sampler's clock to within a few
+tens of microseconds (about 0.01 J at 450 W).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import profiler
+from profiler.energy import INSTANT_WINDOW
+from profiler.model import SPAN_COLUMNS, frame_from_rows
+from profiler.nvml import NvmlBackend
+from profiler.readers.samples import SAMPLES_FILE
+from profiler.run_dir import write_meta
+from profiler.sampler import Clock, GpuSampler
+
+
+def _load_build_helper() -> ModuleType:
+    """tests/nvml_sim/build.py, shared with test_nvml.py through sys.modules (one build per session)."""
+    if "nvml_sim_build" in sys.modules:
+        return sys.modules["nvml_sim_build"]
+    path = Path(__file__).with_name("nvml_sim") / "build.py"
+    spec = importlib.util.spec_from_file_location("nvml_sim_build", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nvml_sim_build"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build_helper()
+
+UPDATE_S = 0.1
+RUN_S = 6.0
+IDLE_W, BUSY_W, PERIOD_MS, DUTY = 80.0, 450.0, 1730.0, 0.4
+RAMP = [(0.0, 80.0), (1000.0, 80.0), (3500.0, 450.0), (4500.0, 450.0), (5500.0, 150.0)]
+LOST_AFTER_MS = 3000.0
+UUID = {name: f"GPU-acc{i:05d}-0000-4000-8000-000000000000" for i, name in
+        enumerate(("square", "ramp", "square-nocounter", "ramp-nocounter", "lost"))}
+RAMP_POINTS = ",".join(f"{t:g}:{w:g}" for t, w in RAMP)
+SCENARIO = f"""\
+update_period_ms {UPDATE_S * 1e3:g}
+device uuid={UUID["square"]} name="Sim H100 square" arch=hopper
+power idle_w={IDLE_W:g} busy_w={BUSY_W:g} period_ms={PERIOD_MS:g} duty={DUTY:g}
+device uuid={UUID["ramp"]} name="Sim H100 ramp" arch=hopper
+power points={RAMP_POINTS}
+device uuid={UUID["square-nocounter"]} name="Sim GPU square, no counter" arch=hopper
+power idle_w={IDLE_W:g} busy_w={BUSY_W:g} period_ms={PERIOD_MS:g} duty={DUTY:g}
+unsupported energy_counter
+device uuid={UUID["ramp-nocounter"]} name="Sim GPU ramp, no counter" arch=hopper
+power points={RAMP_POINTS}
+unsupported energy_counter
+device uuid={UUID["lost"]} name="Sim H100 lost" arch=hopper lose_after_ms={LOST_AFTER_MS:g}
+power watts=200
+"""
+
+#: Busy-phase edges of the square wave within the run (ms): where power steps by 370 W.
+EDGES_MS = sorted({k * PERIOD_MS + d for k in range(5) for d in (0.0, DUTY * PERIOD_MS)} - {0.0})
+#: Spans anywhere (contiguous), including two shorter than two counter updates.
+SPANS_ANYWHERE = [(300, 1300), (1300, 2500), (2500, 3000), (3000, 3050), (3050, 3140), (3140, 4300),
+                  (4300, 5600)]
+#: Spans whose ends sit exactly on the square wave's edges, as when a step starts and ends a kernel.
+SPANS_ON_EDGES = [(692, 1730), (1730, 2422), (2422, 3460), (3460, 4152), (4152, 5190)]
+
+
+# ---- truth -------------------------------------------------------------------------------------
+
+
+def square_energy(t_ms: float) -> float:
+    """Joules of the square wave from 0 to t."""
+    if t_ms <= 0:
+        return 0.0
+    busy = DUTY * PERIOD_MS
+    whole, rest = divmod(t_ms, PERIOD_MS)
+    mj = (whole * (BUSY_W * busy + IDLE_W * (PERIOD_MS - busy)) + BUSY_W * min(rest, busy)
+          + IDLE_W * max(0.0, rest - busy))
+    return mj / 1e3
+
+
+def ramp_power(t_ms: np.ndarray | float) -> np.ndarray:
+    """Watts of the ramp at t (flat before the first and after the last point)."""
+    return np.interp(t_ms, [p[0] for p in RAMP], [p[1] for p in RAMP])
+
+
+def ramp_energy(t_ms: float) -> float:
+    """Joules of the ramp from 0 to t (exact: trapezoids over the curve's own corners)."""
+    corners = np.array(sorted({0.0, t_ms, *(p[0] for p in RAMP if p[0] < t_ms)}))
+    return float(np.trapezoid(ramp_power(corners), corners)) / 1e3
+
+
+TRUTH = {"square": square_energy, "ramp": ramp_energy, "square-nocounter": square_energy,
+         "ramp-nocounter": ramp_energy}
+
+
+def truth(device: str, a_ms: float, b_ms: float) -> float:
+    return TRUTH[device](b_ms) - TRUTH[device](a_ms)
+
+
+# ---- the recording -----------------------------------------------------------------------------
+
+
+@dataclass
+class Recording:
+    run_dir: Path
+    run: profiler.Run
+    sampler: GpuSampler
+    to_ns: Any  # simulated ms -> the sampler's epoch ns
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
+    try:
+        lib = build.build_nvml_sim()
+    except build.CompilerNotFoundError as err:
+        pytest.skip(f"simulated NVML needs a C compiler: {err}")
+    folder = tmp_path_factory.mktemp("accuracy")
+    scenario = folder / "scenario.txt"
+    scenario.write_text(SCENARIO)
+    run_dir = folder / "run"
+    run_dir.mkdir()
+    with build.attach(lib, scenario) as nvml:
+        before = time.monotonic_ns()
+        nvml.nvmlInit()  # the simulation's clock starts here; the backend's own init nests inside
+        after = time.monotonic_ns()
+        try:
+            clock = Clock()
+            sampler = GpuSampler(NvmlBackend(nvml, visible_devices=None), run_dir / SAMPLES_FILE,
+                                 interval_s=UPDATE_S, clock=clock)
+            sampler.start()
+            time.sleep(RUN_S)
+            sampler.stop()
+        finally:
+            nvml.nvmlShutdown()
+    origin_ns = (before + after) // 2 - clock.anchor_monotonic_ns + clock.anchor_epoch_ns
+    write_meta(run_dir, {"run_id": "accuracy", "status": "complete", "gpu_backend": "nvml",
+                         "gpus": [info.to_json() for info in sampler.gpus], "clock": clock.to_json(),
+                         "sampler": {"interval_s": UPDATE_S, **sampler.stats.to_json()}})
+    return Recording(run_dir=run_dir, run=profiler.load(run_dir), sampler=sampler,
+                     to_ns=lambda ms: origin_ns + int(round(ms * 1e6)))
+
+
+def _spans(rec: Recording, spans: list[tuple[float, float]]) -> pd.DataFrame:
+    rows = [{"trace_id": "a" * 32, "span_id": f"{i + 1:016x}", "parent_span_id": None, "session_id": "acc",
+             "name": f"step {a:g}-{b:g}", "kind": "step", "status": "ok", "start_ns": rec.to_ns(a),
+             "end_ns": rec.to_ns(b), "attributes": {}} for i, (a, b) in enumerate(spans)]
+    return frame_from_rows(rows, SPAN_COLUMNS)
+
+
+def _ledger(rec: Recording, device: str, spans: list[tuple[float, float]]) -> profiler.Ledger:
+    """Attribute the recording, one device's samples only, with these spans."""
+    samples = rec.run.samples[rec.run.samples["gpu"] == UUID[device]].reset_index(drop=True)
+    run = profiler.Run(spans=_spans(rec, spans), samples=samples, meta=rec.run.meta, source=rec.run_dir)
+    return profiler.attribute(run)
+
+
+def _per_span(ledger: profiler.Ledger, spans: list[tuple[float, float]]) -> pd.DataFrame:
+    steps = ledger.steps.set_index("name")
+    return pd.DataFrame([{"a": a, "b": b, "energy": steps.loc[f"step {a:g}-{b:g}", "self_energy_j"],
+                          "estimated": bool(steps.loc[f"step {a:g}-{b:g}", "energy_estimated"]),
+                          "uncertainty": steps.loc[f"step {a:g}-{b:g}", "energy_uncertainty_j"]}
+                         for a, b in spans])
+
+
+def _counter(rec: Recording, device: str) -> np.ndarray:
+    samples = rec.run.samples
+    return samples.loc[samples["gpu"] == UUID[device], "energy_j"].to_numpy()
+
+
+# ---- the counter path ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["square", "ramp"])
+def test_totals_are_the_counters_difference(recording: Recording, device: str) -> None:
+    ledger = _ledger(recording, device, SPANS_ANYWHERE)
+    counter = _counter(recording, device)
+    assert ledger.totals["energy_j"] == pytest.approx(counter[-1] - counter[0], rel=1e-12)
+    assert ledger.checks["conservation_held"] is True
+    assert ledger.totals["gpus"][0]["energy_source"] == "measured:nvml-counter"
+    # The counter itself integrates the curve exactly (to its mJ resolution) between updates.
+    assert ledger.totals["gpus"][0]["update_period_s"] == pytest.approx(UPDATE_S, rel=0.01)
+
+
+@pytest.mark.parametrize("spans", [SPANS_ANYWHERE, SPANS_ON_EDGES], ids=["anywhere", "on-edges"])
+@pytest.mark.parametrize("device", ["square", "ramp"])
+def test_spans_of_a_second_or_more_are_within_one_percent(recording: Recording, device: str,
+                                                          spans: list[tuple[float, float]]) -> None:
+    table = _per_span(_ledger(recording, device, spans), spans)
+    table["truth"] = [truth(device, a, b) for a, b in zip(table["a"], table["b"], strict=True)]
+    table["error_pct"] = 100.0 * (table["energy"] / table["truth"] - 1.0)
+    print(f"\n{device} ({'on edges' if spans is SPANS_ON_EDGES else 'anywhere'}):\n"
+          + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    long = table[(table["b"] - table["a"]) >= 1000]
+    assert len(long) >= 3
+    assert (long["error_pct"].abs() <= 1.0).all(), long
+    # Every span, short ones included, is within the uncertainty the ledger states for it.
+    assert ((table["energy"] - table["truth"]).abs() <= table["uncertainty"]).all(), table
+    # Spans of more than two update periods are measured, not estimated.
+    assert not table.loc[(table["b"] - table["a"]) >= 2 * UPDATE_S * 1e3, "estimated"].any()
+
+
+def test_spans_shorter_than_two_updates_are_flagged_estimated(recording: Recording) -> None:
+    table = _per_span(_ledger(recording, "square", SPANS_ANYWHERE), SPANS_ANYWHERE)
+    short = (table["b"] - table["a"]) < 2 * UPDATE_S * 1e3
+    assert short.sum() == 2
+    assert table.loc[short, "estimated"].all()
+    assert (table.loc[short, "energy"] > 0).all()  # never a silent 0 J
+
+
+def test_the_update_grid_is_located(recording: Recording) -> None:
+    ledger = _ledger(recording, "square", SPANS_ANYWHERE)
+    assert ledger.totals["gpus"][0]["update_phase_located"] > 0.9
+
+
+def test_power_agrees_with_the_counter(recording: Recording) -> None:
+    for device in ("square", "ramp"):
+        ledger = _ledger(recording, device, SPANS_ANYWHERE)
+        check = ledger.checks["power_vs_counter"][UUID[device]]
+        assert check["checked"] is True and check["windows"] == 1  # a 6 s run: one whole-run window
+        assert check["ratio"] == pytest.approx(1.0, abs=0.05)
+        assert check["agree"] is True
+        assert not [w for w in ledger.checks["warnings"] if "power" in w]
+
+
+# ---- without a counter: integrated instant power ------------------------------------------------
+
+
+def _sensor_tolerance(device: str, a_ms: float, b_ms: float) -> float:
+    """What the power sensor alone can get wrong over [a, b], in joules.
+
+    The instant reading averages the last quarter of each 100 ms update period (25 ms of 100 ms on
+    A100/H100), so a step in power inside a period can be placed anywhere in it: each step of the
+    square wave within one period of the span's ends, or inside the span, may move up to |dP| x T
+    joules across a boundary of the span (it is counted in the wrong period of the two either side).
+    Power that changes smoothly is read exactly but for its change within a period: |dP/dt| x T^2
+    per end. 1% more covers where the reading's place in time comes from the located update grid.
+    """
+    period_ms = UPDATE_S * 1e3
+    if device.startswith("square"):
+        near = [e for e in EDGES_MS if a_ms - period_ms <= e <= b_ms + period_ms]
+        sensor = len(near) * (BUSY_W - IDLE_W) * UPDATE_S
+    else:
+        slopes = np.abs(np.diff([p[1] for p in RAMP]) / np.diff([p[0] for p in RAMP]))  # W per ms
+        sensor = 2 * float(slopes.max()) * 1e3 * UPDATE_S**2
+    return sensor + 0.01 * truth(device, a_ms, b_ms)
+
+
+@pytest.mark.parametrize("spans", [SPANS_ANYWHERE, SPANS_ON_EDGES], ids=["anywhere", "on-edges"])
+@pytest.mark.parametrize("device", ["square-nocounter", "ramp-nocounter"])
+def test_integrated_power_is_within_the_sensors_error(recording: Recording, device: str,
+                                                      spans: list[tuple[float, float]]) -> None:
+    ledger = _ledger(recording, device, spans)
+    assert ledger.totals["gpus"][0]["energy_source"] == "measured:integrated-power"
+    table = _per_span(ledger, spans)
+    table["truth"] = [truth(device, a, b) for a, b in zip(table["a"], table["b"], strict=True)]
+    table["error_pct"] = 100.0 * (table["energy"] / table["truth"] - 1.0)
+    table["tolerance_pct"] = [100.0 * _sensor_tolerance(device, a, b) / truth(device, a, b)
+                              for a, b in zip(table["a"], table["b"], strict=True)]
+    print(f"\n{device} ({'on edges' if spans is SPANS_ON_EDGES else 'anywhere'}):\n"
+          + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    assert (table["error_pct"].abs() <= table["tolerance_pct"]).all(), table
+    assert ((table["energy"] - table["truth"]).abs() <= table["uncertainty"]).all(), table
+    assert table["estimated"].all()  # integrated power is always an estimate
+    # The whole run: within the same bound over every edge of the run, and within 3%.
+    samples = recording.run.samples
+    t_ns = samples.loc[samples["gpu"] == UUID[device], "t_ns"].to_numpy()
+    first_ms, last_ms = [(t - recording.to_ns(0)) / 1e6 for t in (t_ns[0], t_ns[-1])]
+    run_truth = truth(device, first_ms, last_ms)
+    assert ledger.totals["energy_j"] == pytest.approx(run_truth, rel=0.03)
+
+
+def test_the_sensor_window_constant_matches_the_simulation() -> None:
+    # The simulation's instant power is the mean over the last quarter of each update period.
+    assert pytest.approx(0.25) == INSTANT_WINDOW
+
+
+# ---- a GPU lost mid-run ------------------------------------------------------------------------
+
+
+def test_a_gpu_lost_mid_run_is_survived(recording: Recording) -> None:
+    stats = recording.sampler.stats
+    assert stats.lost_gpus == [UUID["lost"]]
+    meta = json.loads((recording.run_dir / "run.json").read_text())
+    assert meta["sampler"]["lost_gpus"] == [UUID["lost"]]
+    samples = recording.run.samples
+    lost = samples.loc[samples["gpu"] == UUID["lost"], "t_ns"]
+    kept = samples.loc[samples["gpu"] == UUID["square"], "t_ns"]
+    assert (lost.max() - recording.to_ns(0)) / 1e6 < LOST_AFTER_MS + 10  # its samples stop ...
+    assert (kept.max() - recording.to_ns(0)) / 1e6 > RUN_S * 1e3 - 500  # ... the others' do not
+    assert len(lost) >= 10
+    # The whole run, every device, still attributes, and conserves.
+    run = profiler.Run(spans=_spans(recording, SPANS_ANYWHERE), samples=samples, meta=recording.run.meta,
+                       source=recording.run_dir)
+    ledger = profiler.attribute(run)
+    assert ledger.checks["conservation_held"] is True
+    assert set(ledger.checks["conservation"]) == set(UUID.values())
+    lost_total = next(g for g in ledger.totals["gpus"] if g["gpu"] == UUID["lost"])["measured"]["energy_j"]
+    assert lost_total == pytest.approx(200.0 * (lost.max() - lost.min()) / 1e9, rel=0.05)
+    json.dumps(ledger.to_json())
+
+
+def test_the_sampler_cost_is_recorded(recording: Recording) -> None:
+    stats = recording.sampler.stats.to_json()
+    assert stats["cpu_share_of_one_core"] is not None and stats["cpu_share_of_one_core"] < 0.05
+    assert stats["slow_ticks"] >= 5 and stats["slow_backoffs"] == 0
+    assert math.isfinite(stats["slow_tick_max_s"])
