@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path

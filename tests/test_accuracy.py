@@ -17,14 +17,11 @@ tens of microseconds (about 0.01 J at 450 W).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -38,22 +35,7 @@ from profiler.nvml import NvmlBackend
 from profiler.readers.samples import SAMPLES_FILE
 from profiler.run_dir import write_meta
 from profiler.sampler import Clock, GpuSampler
-
-
-def _load_build_helper() -> ModuleType:
-    """tests/nvml_sim/build.py, shared with test_nvml.py through sys.modules (one build per session)."""
-    if "nvml_sim_build" in sys.modules:
-        return sys.modules["nvml_sim_build"]
-    path = Path(__file__).with_name("nvml_sim") / "build.py"
-    spec = importlib.util.spec_from_file_location("nvml_sim_build", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nvml_sim_build"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_build_helper()
+from tests.nvml_sim import build  # noqa: E402 - one compiled library per test session
 
 UPDATE_S = 0.1
 RUN_S = 6.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,23 +23,7 @@ from profiler.nvml import NvmlBackend, probe_gpus
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_build_helper() -> ModuleType:
-    """Import tests/nvml_sim/build.py by path, whether or not tests/ is a package.
-
-    Registered in sys.modules so that every test module shares one build per session.
-    """
-    if "nvml_sim_build" in sys.modules:
-        return sys.modules["nvml_sim_build"]
-    path = Path(__file__).with_name("nvml_sim") / "build.py"
-    spec = importlib.util.spec_from_file_location("nvml_sim_build", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["nvml_sim_build"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load_build_helper()
+from tests.nvml_sim import build  # noqa: E402 - one compiled library per test session
 
 H100 = ('device uuid=GPU-22222222-bbbb-4000-8000-000000000002 name="NVIDIA H100 80GB HBM3" arch=hopper '
         'power_limit_w=700')
