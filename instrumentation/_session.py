@@ -174,12 +174,8 @@ class Session:
             "ended_ns": time.time_ns() if status == "complete" else None,
             "host": host_info(),
             "command": sys.argv,
-            "gpu_backend": sampler.backend.name if sampler else None,
-            "gpu_unavailable_reason": sampler.unavailable_reason if sampler else None,
-            "gpus": [_gpu_json(info, sampler) for info in sampler.gpus] if sampler else [],
-            "clock": sampler.clock.to_json() if sampler and hasattr(sampler.clock, "to_json") else None,
-            "sampler": {"interval_s": self.sample_interval_s, "slow_every": sampler.slow_every,
-                        **sampler.stats.to_json()} if sampler else None,
+            **(sampler.describe() if sampler else {"gpu_backend": None, "gpu_unavailable_reason": None,
+                                                    "gpus": [], "clock": None, "sampler": None}),
             "prices": prices.to_json(),
             "dropped": {
                 "spans": processor.dropped_spans if processor else 0,
@@ -212,14 +208,6 @@ class Session:
         from reports import render
 
         return render(self.ledger, format, **options)
-
-
-def _gpu_json(info: Any, sampler: GpuSampler) -> dict[str, Any]:
-    data = info.to_json()
-    first = sampler.first_rows.get(info.uuid)
-    if first is not None and first[4] is not None:
-        data["mem_baseline_bytes"] = first[4]
-    return data
 
 
 def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: str | GpuBackend = "auto",

@@ -86,23 +86,12 @@ def _wait_forwarding_signals(child: subprocess.Popen[Any]) -> int:
 
 
 def _meta(path: Path, command: list[str], sampler: GpuSampler, prices: Prices, started_ns: int) -> dict[str, Any]:
-    gpus = []
-    for info in sampler.gpus:
-        data = info.to_json()
-        first = sampler.first_rows.get(info.uuid)
-        if first is not None and first[4] is not None:
-            data["mem_baseline_bytes"] = first[4]
-        gpus.append(data)
     return {
         "run_id": path.name,
         "started_ns": started_ns,
         "host": host_info(),
         "command": command,
-        "gpu_backend": sampler.backend.name,
-        "gpu_unavailable_reason": sampler.unavailable_reason,
-        "gpus": gpus,
-        "clock": sampler.clock.to_json() if hasattr(sampler.clock, "to_json") else None,
-        "sampler": {"interval_s": sampler.interval_s, "slow_every": sampler.slow_every, **sampler.stats.to_json()},
+        **sampler.describe(),
         "prices": prices.to_json(),
         "dropped": {"sample_read_errors": sampler.stats.read_errors},
     }

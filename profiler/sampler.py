@@ -23,6 +23,7 @@ from profiler.readers.samples import SamplesWriter
 
 logger = logging.getLogger(__name__)
 THREAD_NAME = "sessionprof-gpu-sampler"
+_MEM_USED_FIELD = 4  # position of mem_used_bytes in a sample row (SAMPLE_COLUMNS order)
 MIN_INTERVAL_S = 0.02
 #: Tick phases step by this fraction of the interval: the golden ratio, the most evenly spread.
 _GOLDEN = (5**0.5 - 1) / 2.0
@@ -241,6 +242,25 @@ class GpuSampler:
         except Exception:  # noqa: BLE001
             logger.debug("backend close failed", exc_info=True)
         return self.stats
+
+    def describe(self) -> dict[str, Any]:
+        """The sampler's part of run.json: backend, devices (with the memory baseline each started
+        from), clock anchor, settings and statistics."""
+        gpus = []
+        for info in self.gpus:
+            data = info.to_json()
+            first = self.first_rows.get(info.uuid)
+            mem_used = first[_MEM_USED_FIELD] if first is not None else None
+            if mem_used is not None:
+                data["mem_baseline_bytes"] = mem_used
+            gpus.append(data)
+        return {
+            "gpu_backend": self.backend.name,
+            "gpu_unavailable_reason": self.unavailable_reason,
+            "gpus": gpus,
+            "clock": self.clock.to_json() if hasattr(self.clock, "to_json") else None,
+            "sampler": {"interval_s": self.interval_s, "slow_every": self.slow_every, **self.stats.to_json()},
+        }
 
     def _run(self) -> None:
         cpu_start = time.thread_time()

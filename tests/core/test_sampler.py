@@ -46,7 +46,8 @@ class SecondsClock:
 
 
 def sampler_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("sessionprof-")]
+    # The sampler's own thread only: exporter workers live for the process by design.
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
 
 
 @pytest.fixture(autouse=True)
