@@ -63,10 +63,14 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _prices(config: Path | None, **flags: Any) -> Any:
+PRICE_FLAGS = ("gpu_usd_per_hour", "energy_usd_per_kwh", "pue", "carbon_g_per_kwh", "region")
+
+
+def _prices(options: dict[str, Any]) -> Any:
+    """Prices from a command's options: its price flags (those it takes) over env, config and defaults."""
     from profiler.pricing import load_prices
 
-    return load_prices(config=config, **flags)
+    return load_prices(config=options.get("config"), **{k: options[k] for k in PRICE_FLAGS if k in options})
 
 
 def _emit(text: str | bytes, output: Path | None) -> None:
@@ -142,8 +146,7 @@ def report(
         _check_choice("--format", format, FORMATS)
         _check_choice("--weight", weight, WEIGHTS)
         _check_choice("--by", by, ("step", "tool", "model", "session", "kind"))
-        prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
-                         pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
+        prices = _prices(locals())
         update, done = _progress()
         try:
             run = load(path, gpu_samples, tz=tz, progress=update)
@@ -196,8 +199,7 @@ def run(
     with _user_errors():
         _check_choice("--format", format, FORMATS)
         _check_choice("--weight", weight, WEIGHTS)
-        prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
-                         pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
+        prices = _prices(locals())
         result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices)
     if not no_report:
         from profiler.attribution import attribute
@@ -285,7 +287,7 @@ def sessions(
 
     with _user_errors():
         _check_choice("--format", format, FORMATS)
-        ledger = _load_and_attribute(path, _prices(config))
+        ledger = _load_and_attribute(path, _prices({"config": config}))
         _emit(render_sessions(session_summaries(ledger), format, source=str(path)), output)
 
 
@@ -319,8 +321,7 @@ def diff(
 
     with _user_errors():
         _check_choice("--format", format, FORMATS)
-        prices = _prices(config, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
-                         pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
+        prices = _prices(locals())
         ledger_a = _select(_load_and_attribute(a, prices, policy), session_a, None, None)
         ledger_b = _select(_load_and_attribute(b, prices, policy), session_b, None, None)
         result = diff_ledgers(ledger_a, ledger_b)
@@ -361,7 +362,7 @@ def whatif(
 
     with _user_errors():
         _check_choice("--format", format, FORMATS)
-        base = _prices(config)
+        base = _prices({"config": config})
         scenario = with_overrides(base, gpu_usd_per_hour=gpu_usd_per_hour, energy_usd_per_kwh=energy_usd_per_kwh,
                                   pue=pue, carbon_g_per_kwh=carbon_g_per_kwh, region=region)
         if model is None and provider is not None:
