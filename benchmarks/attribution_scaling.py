@@ -84,6 +84,7 @@ def synthetic_run(n_spans: int, n_samples: int, seed: int = 1) -> Any:
     spans["reported_cost_usd"] = np.nan
     spans["remote"] = is_chat & (spans["provider"].to_numpy() != "vllm")
     spans["session_root"] = False
+    spans["pid"] = np.nan
     spans["attributes"] = [{}] * n
     spans = spans[list(SPAN_COLUMNS)]
 
@@ -94,7 +95,7 @@ def synthetic_run(n_spans: int, n_samples: int, seed: int = 1) -> Any:
         "energy_j": np.concatenate([[0.0], np.cumsum(power[:-1] * 0.1)]),
         "power_w": power.astype(float), "mem_used_bytes": np.full(n_samples, 40 * 1024**3, dtype=float),
         "proc_mem_bytes": np.nan, "util_pct": np.where(power > 100, 95.0, 0.0),
-    })[list(SAMPLE_COLUMNS)]
+    }).reindex(columns=list(SAMPLE_COLUMNS))
     return Run(spans=spans, samples=samples, meta={"gpus": [{"uuid": "GPU-bench-0", "name": "NVIDIA H100"}]})
 
 

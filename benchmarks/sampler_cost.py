@@ -11,7 +11,13 @@ rounds of the same run (so drift hits both alike). The target is <= 1% of one co
 
 The simulated library answers in microseconds; a real driver's calls take longer (tens to hundreds
 of microseconds, up to 50-100 ms for process lists), so on real GPUs the NVML share is larger and
-the Python share the same. The slow fields (utilization, process list) are read every 10th tick.
+the Python share the same. The slow fields (utilization, process list, clocks, temperature) are
+read every 10th tick.
+
+A second table prices the energy counter's startup check (`profiler.counter_probe`: reads every
+10 ms for its first 1.1 s): `start()`'s wall time, the sampler thread's CPU time over its first
+1.4 s with the check and without it (alternating, median of the pairs' difference) and the check's
+own CPU time as it records it, and a busy loop timed over the check's window.
 Needs a C compiler (cc, gcc or clang) to build the simulated library.
 """
 
@@ -31,6 +37,7 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from profiler.counter_probe import PROBE_S  # noqa: E402
 from profiler.nvml import NvmlBackend  # noqa: E402
 from profiler.readers.samples import SAMPLES_FILE, read_samples  # noqa: E402
 from profiler.sampler import GpuSampler  # noqa: E402
@@ -88,8 +95,9 @@ def measure(build: ModuleType, lib: Path, gpus: int, seconds: float, rounds: int
         for r in range(rounds):
             wall, chunks = busy_loop(per_round / 2)
             off = chunks / wall
+            # Without the counter's startup check, priced on its own below (it would fill each round).
             sampler = GpuSampler(NvmlBackend(nvml, visible_devices=None), folder / f"{r}-{SAMPLES_FILE}",
-                                 interval_s=INTERVAL_S)
+                                 interval_s=INTERVAL_S, counter_probe_s=0.0)
             assert len(sampler.start()) == gpus
             wall, chunks = busy_loop(per_round)
             on = chunks / wall
@@ -114,12 +122,47 @@ def measure(build: ModuleType, lib: Path, gpus: int, seconds: float, rounds: int
             "slowdown_pct": 100 * statistics.median(ratios), "noise_pct": 100 * (q3 - q1) / 2}
 
 
+def probe_cost(build: ModuleType, lib: Path, gpus: int, rounds: int) -> dict[str, float]:
+    """What the counter check adds for one GPU count, in alternating rounds with and without it."""
+    folder = Path(tempfile.mkdtemp(prefix="probe-cost-"))
+    path = folder / "scenario.txt"
+    path.write_text(scenario(gpus))
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    start_ms: dict[bool, list[float]] = {True: [], False: []}
+    loop: dict[bool, list[float]] = {True: [], False: []}
+    own: list[float] = []
+    with build.attach(lib, path) as nvml:
+        for _ in range(rounds):
+            for on in (True, False):
+                sampler = GpuSampler(NvmlBackend(nvml, visible_devices=None), None, interval_s=INTERVAL_S,
+                                     counter_probe_s=None if on else 0.0)
+                started = time.perf_counter()
+                sampler.start()
+                start_ms[on].append(1e3 * (time.perf_counter() - started))
+                wall, chunks = busy_loop(PROBE_S)
+                loop[on].append(chunks / wall)
+                time.sleep(0.3)
+                cpu[on].append(sampler.stop().thread_cpu_s)
+                if on:
+                    own.append(sampler.describe()["sampler"]["counter_probe_cpu_s"])
+    extra = [a - b for a, b in zip(cpu[True], cpu[False], strict=True)]
+    slowdown = [off / on - 1.0 for on, off in zip(loop[True], loop[False], strict=True)]
+    q1, _, q3 = statistics.quantiles(slowdown, n=4)
+    return {"gpus": gpus, "own_ms": 1e3 * statistics.median(own), "extra_ms": 1e3 * statistics.median(extra),
+            "share_pct": 100 * statistics.median(own) / PROBE_S,
+            "start_on_ms": statistics.median(start_ms[True]),
+            "start_off_ms": statistics.median(start_ms[False]),
+            "slowdown_pct": 100 * statistics.median(slowdown), "noise_pct": 100 * (q3 - q1) / 2}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0,
                         help="sampling time per GPU count (default 10)")
     parser.add_argument("--rounds", type=int, default=10, help="off/on rounds per GPU count (default 10)")
     parser.add_argument("--gpus", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--probe-rounds", type=int, default=10,
+                        help="rounds with and without the counter check per GPU count (default 10; 0 skips)")
     args = parser.parse_args(argv)
     build = _build_helper()
     try:
@@ -144,6 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     worst = max(r["cpu_pct_per_gpu"] for r in rows)
     print(f"\ntarget <= 1% of one core per GPU at 10 Hz: {'met' if worst <= 1.0 else 'MISSED'} "
           f"(worst {worst:.3f}% per GPU)")
+    if args.probe_rounds > 0:
+        print(f"\n# the energy counter's startup check ({PROBE_S:g} s of reads every 10 ms), "
+              f"{args.probe_rounds} rounds with and without it\n")
+        header = ("GPUs", "check's own CPU ms", "extra sampler CPU ms", "% of one core over the check",
+                  "start() ms with", "without", "busy loop slowdown % during the check", "+- noise %")
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---:" for _ in header) + "|")
+        for n in args.gpus:
+            r = probe_cost(build, lib, n, args.probe_rounds)
+            print(f"| {r['gpus']} | {r['own_ms']:.1f} | {r['extra_ms']:.1f} | {r['share_pct']:.2f} | "
+                  f"{r['start_on_ms']:.2f} | {r['start_off_ms']:.2f} | {r['slowdown_pct']:+.1f} | "
+                  f"{r['noise_pct']:.1f} |")
     return 0
 
 

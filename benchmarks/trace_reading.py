@@ -11,7 +11,8 @@ Then times, each in a fresh subprocess so that peak memory is its own:
     (d) render  : `reports.render(ledger, "json")`
 
 (b)-(d) run one after another in one process; their peak memory (ru_maxrss) is the peak up to
-the end of that stage. Targets: load at most 3x the bare parse, peak at most 6 GiB.
+the end of that stage. Targets: (b)+(c)+(d) together at most 3x the bare parse (a), peak at most
+6 GiB.
 
     python benchmarks/trace_reading.py                 # 1,000,000 spans
     python benchmarks/trace_reading.py --spans 100000  # smaller
@@ -248,9 +249,9 @@ def main() -> None:
     print(f"\n(best of {args.repeat} run(s) per stage; peak RSS of a pipeline stage is the process's peak up to "
           "the end of that stage; the x parse ratio uses CPU time, which a busy machine disturbs less than wall "
           "time)")
-    verdict_time = "ok" if pipeline["load"]["cpu"] <= 3 * parse["cpu"] else "OVER"
+    verdict_time = "ok" if total["cpu"] <= 3 * parse["cpu"] else "OVER"
     verdict_mem = "ok" if pipeline["render"]["rss"] <= 6 * GIB else "OVER"
-    print(f"targets: load <= 3x parse: {verdict_time}; peak <= 6 GiB: {verdict_mem}")
+    print(f"targets: load + attribute + render <= 3x parse: {verdict_time}; peak <= 6 GiB: {verdict_mem}")
 
 
 if __name__ == "__main__":

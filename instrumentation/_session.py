@@ -224,7 +224,7 @@ def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: 
             GPU), `none`, `replay:<samples.csv>`, or a `GpuBackend`.
         sample_interval_s: seconds between GPU readings.
         prices: GPU, energy and carbon factors; default from flags, environment and sessionprof.toml.
-        policy: how concurrent steps share a GPU slice (`equal` or `tokens`).
+        policy: how concurrent steps share a GPU slice (`equal`, `tokens` or `memory`).
         capture_content: record prompts, completions and tool arguments and results. None (the
             default) follows OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, which is off unless set.
         redact: called as `redact(attribute_key, text)` on every captured value before it is

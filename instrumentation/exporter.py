@@ -39,7 +39,8 @@ class RunDirExporter(SpanExporter):
         if not spans:
             return SpanExportResult.SUCCESS
         try:
-            line = json.dumps(encode_traces_data(spans), separators=(",", ":"), default=str) + "\n"
+            document = encode_traces_data(spans, process_pid=os.getpid())
+            line = json.dumps(document, separators=(",", ":"), default=str) + "\n"
             data = line.encode("utf-8", errors="replace")
             with self._lock:
                 if self._fd < 0:

@@ -10,6 +10,8 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
+from profiler.semconv import PROCESS_PID
+
 # Python's SpanKind starts at INTERNAL=0; OTLP's enum starts at UNSPECIFIED=0, INTERNAL=1.
 _KIND_OFFSET = 1
 
@@ -70,8 +72,15 @@ def encode_span(span: ReadableSpan) -> dict[str, Any]:
     return encoded
 
 
-def encode_traces_data(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
-    """Group spans by resource and scope into one `TracesData` document."""
+def encode_traces_data(spans: Sequence[ReadableSpan], *, process_pid: int | None = None) -> dict[str, Any]:
+    """Group spans by resource and scope into one `TracesData` document.
+
+    Args:
+        spans: the finished spans.
+        process_pid: written as `process.pid` on each resource that lacks one. The exporter gives its
+            own: a span is exported by the process that ended it, the one it ran in, whereas a
+            resource made before a fork names the parent.
+    """
     by_resource: dict[int, tuple[Any, dict[tuple[str, str | None], list[dict[str, Any]]]]] = {}
     for span in spans:
         resource_key = id(span.resource)
@@ -88,6 +97,9 @@ def encode_traces_data(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
             if version:
                 scope["version"] = version
             scope_spans.append({"scope": scope, "spans": encoded})
-        resource_spans.append({"resource": {"attributes": encode_attributes(resource.attributes if resource else {})},
+        attributes = resource.attributes if resource else {}
+        if process_pid is not None and PROCESS_PID not in attributes:
+            attributes = {**attributes, PROCESS_PID: process_pid}
+        resource_spans.append({"resource": {"attributes": encode_attributes(attributes)},
                                "scopeSpans": scope_spans})
     return {"resourceSpans": resource_spans}

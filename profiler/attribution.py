@@ -9,22 +9,25 @@ Because every quantity is a cumulative curve, the slices telescope and the parts
 
 from __future__ import annotations
 
-import math
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from profiler.arrays import unique_sorted
 from profiler.genai import mark_billable
 from profiler.ledger import Ledger, build_ledger
+from profiler.memory_shares import MemoryShares, memory_shares, pid_memory_by_gpu, resolve_pids
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, conform
 from profiler.pricing import ApiPricer, Prices
-from profiler.sensor_checks import instant_power_gpus, work_intervals
+from profiler.sensor_checks import gpu_sensors, work_intervals
 from profiler.timeline import QUANTITIES, build_timelines, window_coverage
-from profiler.tree import add_session_rows, depths, leaf_ranges, parent_positions
+from profiler.tree import depths, leaf_ranges, parent_positions, session_tree
 
-Policy = Literal["equal", "tokens"]
-POLICIES: tuple[str, ...] = ("equal", "tokens")
+Policy = Literal["equal", "tokens", "memory"]
+POLICIES: tuple[str, ...] = ("equal", "tokens", "memory")
+#: The slow readings summarised per GPU in `Ledger.totals["gpus"]`.
+SLOW_READINGS = ("sm_clock_mhz", "mem_clock_mhz", "temp_c")
 
 
 def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = None,
@@ -33,8 +36,10 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
 
     Args:
         run: the raw records, from `profiler.load()`.
-        policy: how concurrent steps on one GPU share a slice: `equal` shares, or by `tokens`
-            (steps without tokens share equally only when no step in the slice has any).
+        policy: how concurrent steps on one GPU share a slice: `equal` shares, by `tokens`
+            (steps without tokens share equally only when no step in the slice has any), or by
+            `memory`, the GPU memory each step's process holds (`profiler.memory_shares`; equal
+            shares where that is unknown, noted in `Ledger.run["policy_fallback"]`).
         prices: GPU, energy and carbon factors; defaults when None.
         pricer: the API price lookup (shared across calls to reuse its cache).
 
@@ -44,17 +49,19 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
     prices = prices or Prices()
-    spans = conform(run.spans, SPAN_COLUMNS).copy()
-    spans["bills_usage"] = mark_billable(spans) if len(spans) else pd.Series(dtype=bool)
-    steps = add_session_rows(spans) if len(spans) else spans
-    parent = parent_positions(steps) if len(steps) else np.zeros(0, dtype=np.int64)
+    spans = conform(run.spans, SPAN_COLUMNS)  # a new frame: setting a column leaves run.spans alone
+    span_parent = parent_positions(spans)
+    spans["bills_usage"] = mark_billable(spans, span_parent) if len(spans) else pd.Series(dtype=bool)
+    steps, parent = session_tree(spans, span_parent) if len(spans) else (spans, span_parent)
     depth = depths(parent)
 
     gpu_names = {g.get("uuid"): g.get("name") for g in run.meta.get("gpus", []) if isinstance(g, dict)}
     baselines = {g.get("uuid"): g.get("mem_baseline_bytes") for g in run.meta.get("gpus", [])
                  if isinstance(g, dict) and g.get("mem_baseline_bytes") is not None}
-    timelines = build_timelines(conform(run.samples, SAMPLE_COLUMNS), baselines,
-                                instant_power=instant_power_gpus(run.meta), work=work_intervals(steps))
+    samples = conform(run.samples, SAMPLE_COLUMNS)
+    timelines = build_timelines(samples, baselines,
+                                sensors=gpu_sensors(run.meta), work=work_intervals(steps))
+    pid_memory = pid_memory_by_gpu(samples) if policy == "memory" else {}
 
     n = len(steps)
     self_values = {q: np.zeros(n + 1) for q in QUANTITIES}  # the extra last row is `unattributed`
@@ -67,16 +74,26 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     start_ns = steps["start_ns"].to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
     end_ns = steps["end_ns"].to_numpy(dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
     edges = [start_ns, end_ns] + [np.array([line.start_ns, line.end_ns]) for line in timelines]
-    grid = np.unique(np.concatenate(edges)) if any(len(e) for e in edges) else np.zeros(0, dtype=np.int64)
+    # Cut slices where a process's memory changes too, so each slice has one memory split.
+    edges += [memory.change_times() for memory in pid_memory.values()]
+    grid = unique_sorted(np.concatenate(edges)) if any(len(e) for e in edges) else np.zeros(0, dtype=np.int64)
     start_idx = np.searchsorted(grid, start_ns)
     end_idx = np.searchsorted(grid, end_ns)
     owner, first, last = leaf_ranges(start_idx, end_idx, parent) if n else (np.zeros(0, int),) * 3
 
     self_wall_s = np.bincount(owner, weights=(grid[last] - grid[first]) / 1e9, minlength=n) if n else np.zeros(0)
     weight_of = _leaf_weights(steps, policy)
-    shares = _SliceShares(len(grid), owner, first, last, steps["remote"].to_numpy(dtype=bool), weight_of)
+    remote = steps["remote"].to_numpy(dtype=bool)
+    shares: _SliceShares | MemoryShares = _SliceShares(len(grid), owner, first, last, remote, weight_of)
+    leaf_pid = resolve_pids(steps) if policy == "memory" else None
+    fallback: dict[str, dict[str, Any]] = {}
 
     for line in timelines:
+        if leaf_pid is not None:
+            shares = memory_shares(grid, owner, first, last, remote, leaf_pid, pid_memory.get(line.gpu),
+                                   (line.start_ns, line.end_ns))
+            if (note := shares.fallback()) is not None:
+                fallback[line.gpu] = note
         rate, rate_source = prices.gpu_rate(gpu_names.get(line.gpu))
         report: dict[str, dict[str, float]] = {}
         for quantity in QUANTITIES:
@@ -102,13 +119,33 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
               for col in TOKEN_COLUMNS} if n else {col: np.zeros(0) for col in TOKEN_COLUMNS}
     api_cost, api_source, api_detail = _price_calls(steps, pricer or ApiPricer())
 
-    return build_ledger(
+    ledger = build_ledger(
         run=run, steps=steps, parent=parent, depth=depth, self_values=self_values, measured_any=measured_any,
         coverage=window_coverage(start_ns, end_ns, timelines),
         self_wall_s=self_wall_s, tokens=tokens, api_cost=api_cost, api_source=api_source, api_detail=api_detail,
         gpu_cost=gpu_cost if timelines and gpu_cost_priced else None, prices=prices, timelines=timelines,
         conservation=conservation, sources={k: sorted(v) for k, v in sources.items()}, policy=policy,
     )
+    if policy == "memory":
+        ledger.run["policy_fallback"] = fallback
+    _add_slow_readings(ledger.totals.get("gpus", []), samples)
+    return ledger
+
+
+def _add_slow_readings(gpus: list[dict[str, Any]], samples: pd.DataFrame) -> None:
+    """Give each GPU of the totals the range of its clocks and temperature over the run:
+    `readings: {temp_c: {min, mean, max, count}, ...}` (the mean is over the readings)."""
+    if not gpus or not len(samples):
+        return
+    read = samples[samples[list(SLOW_READINGS)].notna().any(axis=1)]
+    stats = read.groupby("gpu", sort=False)[list(SLOW_READINGS)].agg(["min", "mean", "max", "count"])
+    for entry in gpus:
+        if entry.get("gpu") not in stats.index:
+            continue
+        row = stats.loc[entry["gpu"]]
+        entry["readings"] = {name: {"min": float(row[(name, "min")]), "mean": float(row[(name, "mean")]),
+                                    "max": float(row[(name, "max")]), "count": int(row[(name, "count")])}
+                             for name in SLOW_READINGS if row[(name, "count")] > 0}
 
 
 class _SliceShares:
@@ -164,7 +201,7 @@ def _coverage(first: np.ndarray, last: np.ndarray, n_slices: int, weight: np.nda
 
 
 def _leaf_weights(steps: pd.DataFrame, policy: Policy) -> np.ndarray:
-    if policy == "equal" or not len(steps):
+    if policy != "tokens" or not len(steps):
         return np.zeros(len(steps))  # zero weight everywhere: every slice falls back to equal shares
     tokens = steps["input_tokens"].fillna(0).to_numpy() + steps["output_tokens"].fillna(0).to_numpy()
     return np.where(steps["bills_usage"].to_numpy(dtype=bool), tokens, 0.0)
@@ -177,21 +214,16 @@ def _check(measured: float, attributed: float) -> dict[str, float]:
             "held": bool(abs(error) <= tolerance)}
 
 
-def _price_calls(steps: pd.DataFrame, pricer: ApiPricer) -> tuple[np.ndarray, list[str | None], list[str]]:
+def _price_calls(steps: pd.DataFrame, pricer: ApiPricer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """API cost, source and detail per step row: NaN, None and "" where the row bills nothing."""
     n = len(steps)
     cost = np.full(n, np.nan)
-    source: list[str | None] = [None] * n
-    detail = [""] * n
-    if not n:
+    source = np.full(n, None, dtype=object)
+    detail = np.full(n, "", dtype=object)
+    billing = np.flatnonzero(steps["bills_usage"].to_numpy(dtype=bool)) if n else np.zeros(0, dtype=np.int64)
+    if not len(billing):
         return cost, source, detail
-    billing = np.flatnonzero(steps["bills_usage"].to_numpy(dtype=bool))
-    cols = ["model", "provider", *TOKEN_COLUMNS, "start_ns", "reported_cost_usd"]
-    for pos, row in zip(billing, steps.iloc[billing][cols].itertuples(index=False)):
-        price = pricer.price(
-            model=row.model, provider=row.provider, input_tokens=row.input_tokens,
-            output_tokens=row.output_tokens, cache_read_tokens=row.cache_read_tokens,
-            cache_write_tokens=row.cache_write_tokens, start_ns=int(row.start_ns),
-            reported_cost_usd=row.reported_cost_usd if row.reported_cost_usd is not None else math.nan,
-        )
-        cost[pos], source[pos], detail[pos] = price.cost_usd, price.source, price.detail
+    column = {name: steps[name].to_numpy()[billing] for name in
+              ("model", "provider", *TOKEN_COLUMNS[:4], "start_ns", "reported_cost_usd")}
+    cost[billing], source[billing], detail[billing] = pricer.price_many(**column)
     return cost, source, detail

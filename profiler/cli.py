@@ -30,7 +30,8 @@ Weight = Annotated[str, typer.Option("--weight", help="What speedscope and folde
 By = Annotated[str, typer.Option("--by", help="step (tree) | tool | model | session | kind")]
 Top = Annotated[Optional[int], typer.Option("--top", min=1, help="Only the N costliest steps or groups.")]
 Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")]
-Policy = Annotated[str, typer.Option("--policy", help="How concurrent steps share a GPU: equal | tokens.")]
+Policy = Annotated[str, typer.Option("--policy", help="How concurrent steps share a GPU: equal | tokens | "
+                                     "memory (by the GPU memory each step's process holds).")]
 GpuRate = Annotated[Optional[float], typer.Option("--gpu-usd-per-hour", help="GPU rental rate, $/GPU-hour.")]
 EnergyPrice = Annotated[Optional[float], typer.Option("--energy-usd-per-kwh", help="Electricity price, $/kWh.")]
 Pue = Annotated[Optional[float], typer.Option("--pue", help="Data-centre PUE (>= 1).")]

@@ -17,8 +17,11 @@ another tool's samples) the knots stay at the read times, as before.
 `counter_curve` then interpolates the counter between the located update instants, distributing each
 period's joules with the instant-power readings as shape (a step from the previous period's power to
 this one's, placed so that the period's total is kept exactly). `power_curve` is the fallback without a
-counter: each instant-power reading stands for the window just before the update it came from.
-Both curves are cumulative joules, so span energies are differences and the total is conserved.
+counter: each instant-power reading stands for the window just before the update it came from, and
+a 1 s average (the only power some Ampere-and-later devices give) for the second before it, so it
+is integrated shifted back by half a second, never where it was read. Both curves are cumulative
+joules, so span energies are differences and the total is conserved. `change_period` times the
+counter's updates from the reads that saw it change (the sampler's startup probe).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from profiler.arrays import unique_sorted
 
 #: Reads (and at least as many updates) per window in which one regular update grid is fitted
 #: (about 6 s at 10 Hz with 100 ms updates).
@@ -40,9 +45,13 @@ PHASE_BINS = 256
 #: The part of each update period that the instant-power reading averages, at the period's end:
 #: A100/H100 sample 25 ms of every 100 ms (nvml-notes (b)); the reading stands T/8 before its update.
 INSTANT_WINDOW = 0.25
-INSTANT_WINDOW_CENTRE = INSTANT_WINDOW / 2.0
 #: NVML's update period on datacenter parts, assumed where it cannot be measured (nvml-notes (a)).
 DEFAULT_UPDATE_PERIOD_S = 0.1
+#: The window of `nvmlDeviceGetPowerUsage` from Ampere on (GA100 excepted): a trailing 1 s average
+#: (nvml-notes pitfall 1). The notes' "shift it by ~1 s" is how far back it reaches; a trailing
+#: boxcar's delay is half its window, so a reading belongs 0.5 s before its update (plus the
+#: update's own lag behind the read), where its window's centre is.
+AVERAGE_WINDOW_S = 1.0
 
 
 @dataclass
@@ -146,7 +155,7 @@ def _snap(grid: UpdateGrid, t: np.ndarray, moved: np.ndarray,
     points = [phase + period * np.arange(np.floor((t[first] - phase) / period) - 1,
                                          np.floor((t[end - 1] - phase) / period) + 2)
               for first, end, period, phase in fits]
-    updates, where = _assign(t, moved, np.unique(np.concatenate(points)))
+    updates, where = _assign(t, moved, unique_sorted(np.concatenate(points)))
     last = np.full(len(t), -np.inf)
     np.maximum.at(last, where, updates)
     for i in np.flatnonzero(moved) + 1:
@@ -290,6 +299,34 @@ def _refine(t: np.ndarray, index: np.ndarray, period: float,
     return None
 
 
+def change_period(t: np.ndarray, values: np.ndarray) -> float:
+    """The update period of a value that changes at every update, from the reads that saw it change.
+
+    Each change happened inside its bracket (the read before, the read that saw it]. Where the
+    brackets are narrow against the period (the sampler's startup probe reads every 10 ms), their
+    midpoints, numbered by update, lie on a line whose slope is the period, to a fraction of a
+    millisecond; consecutive changes are numbered apart by their rounded distance in periods, so a
+    stalled read that saw two updates at once keeps the count. Otherwise, the median interval
+    between the reads that saw a change (the period at the reads' resolution).
+
+    Returns:
+        The period in `t`'s unit; NaN with fewer than two changes.
+    """
+    at = np.flatnonzero(np.diff(values) != 0) + 1
+    if len(at) < 2:
+        return math.nan
+    rough = float(np.median(np.diff(t[at])))
+    width = t[at] - t[at - 1]
+    narrow = width <= rough / 4.0
+    if narrow.sum() < 2:
+        return rough
+    mid = (t[at] - width / 2.0)[narrow]
+    index = np.concatenate([[0.0], np.cumsum(np.round(np.diff(mid) / rough))])
+    if index[-1] < 1:
+        return rough
+    return float(np.polyfit(index, mid, 1)[0])
+
+
 def counter_curve(t: np.ndarray, energy: np.ndarray, power: np.ndarray | None = None
                   ) -> tuple[np.ndarray, np.ndarray, UpdateGrid]:
     """Knots of the cumulative energy curve from counter readings.
@@ -379,8 +416,8 @@ def _step_within(t0: float, e0: float, t1: float, e1: float, p_start: float, p_e
     return None
 
 
-def power_curve(t: np.ndarray, power: np.ndarray, *,
-                instant: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+def power_curve(t: np.ndarray, power: np.ndarray, *, instant: bool = False,
+                average_s: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Knots of the cumulative energy curve integrated from power readings, for devices without a
     counter (nvml-notes (a) step 5).
 
@@ -394,17 +431,23 @@ def power_curve(t: np.ndarray, power: np.ndarray, *,
             there; elsewhere `5T/8` before the read, its expected place when reads fall at every
             phase of the period (T = `DEFAULT_UPDATE_PERIOD_S` when unknown). Otherwise (another
             tool's samples, e.g. an nvidia-smi CSV) the readings stand at their read times.
+        average_s: the readings are trailing averages over this many seconds, published at each
+            update like instant readings (`nvmlDeviceGetPowerUsage` from Ampere on, where a device
+            has no instant field: `AVERAGE_WINDOW_S`). Each stands at its window's centre,
+            `average_s / 2` before its update, instead of at its read: integrated unshifted, the
+            average lags the power by about that much and moves `lag x step` joules across each
+            span end near a change in power.
 
     Returns:
         (knot times, cumulative joules, zero at t[0]; the update period in seconds: for instant
-        readings the located one, else `DEFAULT_UPDATE_PERIOD_S`; otherwise the readings' median
-        interval). The curve is linear through the points (trapezoids).
+        and average readings the located one, else `DEFAULT_UPDATE_PERIOD_S`; otherwise the
+        readings' median interval). The curve is linear through the points (trapezoids).
     """
     ok = np.isfinite(power)
     if ok.sum() < 2:
         level = float(power[ok][0]) if ok.any() else 0.0
         return np.array([t[0], t[-1]]), np.array([0.0, level * (t[-1] - t[0])]), math.nan
-    if not instant:
+    if not instant and average_s is None:
         filled = np.interp(t, t[ok], power[ok])  # gaps bridged linearly, ends held
         cumulative = np.concatenate([[0.0], np.cumsum(np.diff(t) * (filled[1:] + filled[:-1]) / 2.0)])
         return t, cumulative, float(np.median(np.diff(t)))
@@ -412,7 +455,8 @@ def power_curve(t: np.ndarray, power: np.ndarray, *,
     grid = locate_updates(tp, np.concatenate([[False], np.diff(pw) != 0]))
     period = grid.period if math.isfinite(grid.period) else DEFAULT_UPDATE_PERIOD_S
     update = np.where(np.isfinite(grid.instant), grid.instant, tp - period / 2.0)
-    centre = np.maximum.accumulate(update - period * INSTANT_WINDOW_CENTRE)
+    window = period * INSTANT_WINDOW if average_s is None else average_s
+    centre = np.maximum.accumulate(update - window / 2.0)
     first = np.concatenate([[True], np.diff(centre) > 0])  # one point per update period
     centre, pw = centre[first], pw[first]
     # Held at the last reading to the end, and at the first one before its point.

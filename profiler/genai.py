@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -259,6 +259,21 @@ def is_remote(kind: str, provider: str | None, attrs: Mapping[str, Any]) -> bool
     return provider is not None and provider not in SELF_HOSTED_PROVIDERS
 
 
+class SpanRecord(NamedTuple):
+    """One span as a reader decoded it, before its GenAI meaning is read (see `span_columns`)."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    start_ns: int
+    end_ns: int | None
+    """None for a span that has not ended."""
+    status: str
+    attrs: dict[str, Any]
+    resource: Mapping[str, Any]
+
+
 def span_row(
     *,
     trace_id: str,
@@ -271,73 +286,208 @@ def span_row(
     attrs: dict[str, Any],
     resource: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Turn one decoded span into a row of `Run.spans` (see `model.SPAN_COLUMNS`).
+    """Turn one decoded span into a row of `Run.spans` (see `model.SPAN_COLUMNS`): `span_columns`
+    for a single span."""
+    batch = SpanBatch.of([SpanRecord(trace_id, span_id, parent_span_id, name, start_ns, end_ns, status, attrs,
+                                     resource)])
+    return {column: values[0] for column, values in span_columns(batch).items()}
 
-    Same answers as `usage_of`, `model_of`, `provider_of`, `session_of` and `reported_cost_of`, but
-    in one pass over the span's attributes (readers call this for every span of a file).
+
+class SpanBatch(NamedTuple):
+    """Decoded spans held column by column: the fields of `SpanRecord`, a list each."""
+
+    trace_id: list[str]
+    span_id: list[str]
+    parent_span_id: list[str | None]
+    name: list[str]
+    start_ns: list[int]
+    end_ns: list[int | None]
+    status: list[str]
+    attrs: list[dict[str, Any]]
+    resource: list[Mapping[str, Any]]
+
+    @classmethod
+    def of(cls, records: Sequence[SpanRecord] = ()) -> SpanBatch:
+        """A batch of these records (an empty batch by default)."""
+        return cls(*map(list, zip(*records))) if records else cls(*([] for _ in SpanRecord._fields))
+
+    def extend(self, other: Sequence[SpanRecord] | SpanBatch) -> None:
+        """Append records, or another batch."""
+        columns = other if isinstance(other, SpanBatch) else zip(*other)
+        for mine, theirs in zip(self, columns):
+            mine.extend(theirs)
+
+    def clear(self) -> None:
+        """Empty every column."""
+        for column in self:
+            column.clear()
+
+
+def span_columns(batch: SpanBatch) -> dict[str, list[Any]]:
+    """Turn decoded spans into the columns of `Run.spans` (all but `bills_usage`), a list each.
+
+    Same answers as `operation_of`, `usage_of`, `model_of`, `provider_of`, `session_of` and
+    `reported_cost_of`, but a batch at a time: spans whose attributes have the same keys (most
+    spans of a file, which one instrumentation wrote) share one plan of which alias answers each
+    concept, and each concept is read down a column instead of span by span.
     """
-    kind = attrs.get(semconv.OPERATION)
-    if not isinstance(kind, str) or not kind:  # the common case needs no call
-        kind = operation_of(attrs, name)
-    found: dict[str, tuple[int, Any]] = {}
-    model_rank, model = len(_MODEL), None
-    for key, value in attrs.items():
-        hit = _ALIAS_RANK.get(key)
-        if hit is None or value is None or value == "":
-            continue
-        concept, rank = hit
-        if concept == "model":
-            if rank < model_rank and isinstance(value, str):
-                stripped = value.strip()
-                if stripped and stripped.lower() != "unknown":
-                    model_rank, model = rank, stripped
-            continue
-        previous = found.get(concept)
-        if previous is None or rank < previous[0]:
-            found[concept] = (rank, value)
-    provider = _normalise_provider(found["provider"][1]) if "provider" in found else None
-    provider = provider or _provider_from_address(attrs)
-    if "session" in found:
-        session = str(found["session"][1])
-    else:
-        value = first(resource, _SESSION) if resource else None
-        session = str(value) if value is not None else trace_id
-    inp = _count(found["input_tokens"][1]) if "input_tokens" in found else math.nan
-    cache_read = _count(found["cache_read_tokens"][1]) if "cache_read_tokens" in found else math.nan
-    cache_write = _count(found["cache_write_tokens"][1]) if "cache_write_tokens" in found else math.nan
-    if inp == inp:  # not NaN: apply the exclusive-cache rule of `usage_of`
-        cached = ((cache_read if cache_read == cache_read else 0.0)
-                  + (cache_write if cache_write == cache_write else 0.0))
-        if cached > inp:
-            inp += cached
-    row = {
-        "trace_id": trace_id,
-        "span_id": span_id,
-        "parent_span_id": parent_span_id or None,
-        "session_id": session,
-        "name": name,
-        "kind": kind,
-        "status": status,
-        "start_ns": start_ns,
-        "end_ns": end_ns if end_ns > start_ns else start_ns,
-        "model": model,
-        "provider": provider,
-        "reported_cost_usd": _count(found["cost"][1]) if "cost" in found else math.nan,
-        "remote": kind in INFERENCE_KINDS and is_remote(kind, provider, attrs),
-        "session_root": bool(attrs.get(semconv.SESSION_ROOT, False)),
+    n = len(batch.trace_id)
+    trace_ids, span_ids, parents, names, starts, ends, statuses, attrs, resources = batch
+    kinds = [attrs_.get(semconv.OPERATION) for attrs_ in attrs]
+    found: dict[str, list[Any]] = {concept: [None] * n for concept in _CONCEPTS}
+    pids: list[Any] = [None] * n
+    session_roots = [False] * n
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, shape in enumerate(map(tuple, attrs)):
+        group = groups.get(shape)
+        if group is None:
+            groups[shape] = [i]
+        else:
+            group.append(i)
+    by_name: dict[str, str] = {}  # the operation of spans that only their name can tell
+    with_address: list[int] = []
+    for shape, rows in groups.items():
+        group_attrs = [attrs[i] for i in rows]
+        if semconv.OPERATION not in shape:  # another dialect's way of saying it, or the name's
+            named_only = _OPERATION_KEYS.isdisjoint(shape)
+            for i, attrs_ in zip(rows, group_attrs):
+                name = names[i]
+                kind = by_name.get(name) if named_only else None
+                if kind is None:
+                    kind = operation_of(attrs_, name)
+                    if named_only:
+                        by_name[name] = kind
+                kinds[i] = kind
+        else:
+            for i in rows:
+                kind = kinds[i]
+                if not isinstance(kind, str) or not kind:
+                    kinds[i] = operation_of(attrs[i], names[i])
+        if semconv.SERVER_ADDRESS in shape:
+            with_address.extend(rows)
+        for concept, keys in _plan(shape):
+            column = found[concept]
+            for i, value in zip(rows, _pick(group_attrs, keys, concept == "model")):
+                column[i] = value
+        if semconv.SESSION_ROOT in shape:
+            for i, attrs_ in zip(rows, group_attrs):
+                session_roots[i] = bool(attrs_.get(semconv.SESSION_ROOT, False))
+        if semconv.PROCESS_PID in shape:
+            for i, attrs_ in zip(rows, group_attrs):
+                pids[i] = attrs_[semconv.PROCESS_PID]
+
+    providers = [_normalise_provider(value) if value is not None else None for value in found["provider"]]
+    for i in with_address:  # spans that name no provider may name its endpoint
+        if providers[i] is None:
+            providers[i] = _provider_from_address(attrs[i])
+    sessions = [str(value) if value is not None else None for value in found["session"]]
+    of_resource: dict[int, tuple[str | None, Any]] = {}  # a resource is shared by many spans
+    for i, session in enumerate(sessions):
+        if session is None or not pids[i]:
+            resource = resources[i]
+            known = of_resource.get(id(resource))
+            if known is None:
+                value = first(resource, _SESSION) if resource else None
+                known = of_resource[id(resource)] = (
+                    str(value) if value is not None else None, resource.get(semconv.PROCESS_PID) if resource else None)
+            if session is None:
+                sessions[i] = known[0] if known[0] is not None else trace_ids[i]
+            if not pids[i]:
+                pids[i] = known[1]
+
+    tokens = {column: np.array([_count(v) if v is not None else math.nan for v in found[column]], dtype=np.float64)
+              for column in TOKEN_COLUMNS}
+    # The exclusive-cache rule of `usage_of`: cache counts above the input mean the input excluded them.
+    cached = np.nan_to_num(tokens["cache_read_tokens"]) + np.nan_to_num(tokens["cache_write_tokens"])
+    exclusive = cached > tokens["input_tokens"]  # False where the input is NaN
+    tokens["input_tokens"][exclusive] += cached[exclusive]
+    columns: dict[str, list[Any]] = {
+        "trace_id": trace_ids,
+        "span_id": span_ids,
+        "parent_span_id": [parent or None for parent in parents],
+        "session_id": sessions,
+        "name": names,
+        "kind": kinds,
+        "status": statuses,
+        "start_ns": starts,
+        "end_ns": [end if end is None or end > start else start for start, end in zip(starts, ends)],
+        "model": found["model"],
+        "provider": providers,
+        "reported_cost_usd": [_count(v) if v is not None else math.nan for v in found["cost"]],
+        "remote": [kind in INFERENCE_KINDS and is_remote(kind, provider, attrs_)
+                   for kind, provider, attrs_ in zip(kinds, providers, attrs)],
+        "session_root": session_roots,
+        "pid": [_count(pid) if pid is not None else math.nan for pid in pids],
         "attributes": attrs,
-        "input_tokens": inp,
-        "output_tokens": _count(found["output_tokens"][1]) if "output_tokens" in found else math.nan,
-        "cache_read_tokens": cache_read,
-        "cache_write_tokens": cache_write,
-        "reasoning_tokens": _count(found["reasoning_tokens"][1]) if "reasoning_tokens" in found else math.nan,
+        **{column: values.tolist() for column, values in tokens.items()},
     }
-    if _LANGFUSE_USAGE in attrs and all(math.isnan(row[c]) for c in TOKEN_COLUMNS):
-        row.update(_langfuse_usage(attrs) or {})
-    return row
+    _add_langfuse_usage(columns, attrs)
+    return columns
 
 
-def mark_billable(spans: pd.DataFrame) -> pd.Series:
+#: The attributes `operation_of` reads; spans with none of them are told apart by their name alone.
+_OPERATION_KEYS = frozenset({semconv.OPERATION, "openinference.span.kind", "llm.request.type", "traceloop.span.kind",
+                             "ai.operationId", "langfuse.observation.type"})
+_CONCEPTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
+             "model", "provider", "session", "cost")
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]] = {}
+_MAX_PLANS = 4096
+
+
+def _plan(shape: tuple[str, ...]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """For spans with these attribute keys: each concept they answer, with its keys best first."""
+    plan = _PLANS.get(shape)
+    if plan is None:
+        by_concept: dict[str, list[tuple[int, str]]] = {}
+        for key in shape:
+            hit = _ALIAS_RANK.get(key)
+            if hit is not None:
+                by_concept.setdefault(hit[0], []).append((hit[1], key))
+        plan = tuple((concept, tuple(key for _, key in sorted(keys))) for concept, keys in by_concept.items())
+        if len(_PLANS) >= _MAX_PLANS:  # a file of ever-new shapes must not grow the cache forever
+            _PLANS.clear()
+        _PLANS[shape] = plan
+    return plan
+
+
+def _pick(group_attrs: list[dict[str, Any]], keys: tuple[str, ...], is_model: bool) -> list[Any]:
+    """The best alias's value per span: the first of `keys` that is set (for a model: a usable name)."""
+    if is_model:
+        values = [_model_name(attrs_[keys[0]]) for attrs_ in group_attrs]
+    else:
+        values = [None if (value := attrs_[keys[0]]) == "" else value for attrs_ in group_attrs]
+    if len(keys) > 1:
+        for j, value in enumerate(values):
+            if value is None:
+                values[j] = _first_set(group_attrs[j], keys[1:], is_model)
+    return values
+
+
+def _first_set(attrs: Mapping[str, Any], keys: tuple[str, ...], is_model: bool) -> Any:
+    for key in keys:
+        value = _model_name(attrs[key]) if is_model else attrs[key]
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _model_name(value: Any) -> str | None:
+    """A model name as written, stripped; None for an empty name or `unknown` (see `model_of`)."""
+    if not isinstance(value, str):
+        return None
+    stripped = value.strip()
+    return stripped if stripped and stripped.lower() != "unknown" else None
+
+
+def _add_langfuse_usage(columns: dict[str, list[Any]], attrs: list[dict[str, Any]]) -> None:
+    """Spans with no usage of their own but Langfuse's usage blob take their counts from it."""
+    for i, attrs_ in enumerate(attrs):
+        if _LANGFUSE_USAGE in attrs_ and all(math.isnan(columns[c][i]) for c in TOKEN_COLUMNS):
+            for column, value in (_langfuse_usage(attrs_) or {}).items():
+                columns[column][i] = value
+
+
+def mark_billable(spans: pd.DataFrame, parent_pos: np.ndarray | None = None) -> pd.Series:
     """Decide which spans' usage is counted, so that aggregates never double the bill.
 
     Inference spans always count. Another span's usage (an agent repeating its children's sum)
@@ -353,7 +503,7 @@ def mark_billable(spans: pd.DataFrame) -> pd.Series:
     candidates = np.flatnonzero(has_usage & ~inference)
     if len(candidates) == 0:
         return pd.Series(bills, index=spans.index)
-    parent_pos = parent_positions(spans)
+    parent_pos = parent_positions(spans) if parent_pos is None else parent_pos
     depth = depths(parent_pos)
     flag = inference.astype(np.float64)
     below_inference = (subtree_sums(flag, parent_pos, depth) - flag) > 0

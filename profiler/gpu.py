@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 #: The capabilities a startup probe reports for each device, in `GpuInfo.supports`.
-CAPABILITIES = ("energy_counter", "power_instant", "power_average", "memory_v2", "processes", "utilization")
+CAPABILITIES = ("energy_counter", "power_instant", "power_average", "memory_v2", "processes", "utilization",
+                "clocks", "temperature")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,15 @@ class GpuReading:
     """Memory used by the given processes on this device; None when the process list is not read."""
     util_pct: float | None = None
     """Percent of the last sample window in which a kernel ran."""
+    proc_mem_bytes_by_pid: dict[int, int] | None = None
+    """The given processes' memory on this device, by pid (those holding none are left out); None
+    when the process list is not read or a process's usage is not available."""
+    sm_clock_mhz: float | None = None
+    """Current SM clock in MHz (a slow field)."""
+    mem_clock_mhz: float | None = None
+    """Current memory clock in MHz (a slow field)."""
+    temp_c: float | None = None
+    """GPU core temperature in degrees Celsius (a slow field)."""
 
 
 @runtime_checkable
@@ -66,9 +76,10 @@ class GpuBackend(Protocol):
 
         Args:
             index: the device, as given in `GpuInfo.index`.
-            pids: this run's process ids; when given and `slow` is true, `proc_mem_bytes` is their sum.
-            slow: also read the slow fields (utilization, process list), which the sampler asks for
-                at a lower rate.
+            pids: this run's process ids; when given and `slow` is true, `proc_mem_bytes` is their sum
+                and `proc_mem_bytes_by_pid` each one's part.
+            slow: also read the slow fields (utilization, process list, clocks, temperature), which the
+                sampler asks for at a lower rate.
 
         Raises:
             GpuReadError: a transient failure; the sampler counts it and carries on.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from profiler.model import TOKEN_COLUMNS, Run
 from profiler.pricing import Prices
 from profiler.sensor_checks import add_checks, energy_uncertainty
 from profiler.timeline import QUANTITIES, GpuTimeline
-from profiler.tree import UNATTRIBUTED_KIND, subtree_sums
+from profiler.tree import UNATTRIBUTED_KIND, subtree_sums_of
 
 KWH_PER_J = 1.0 / 3.6e6
 COST_COLUMNS = ("api_cost_usd", "gpu_cost_usd", "energy_cost_usd", "total_cost_usd")
@@ -106,7 +107,7 @@ def build_ledger(
     *, run: Run, steps: pd.DataFrame, parent: np.ndarray, depth: np.ndarray, self_values: dict[str, np.ndarray],
     measured_any: dict[str, bool], coverage: np.ndarray, self_wall_s: np.ndarray, tokens: dict[str, np.ndarray],
     api_cost: np.ndarray,
-    api_source: list[str | None], api_detail: list[str], gpu_cost: np.ndarray | None, prices: Prices,
+    api_source: np.ndarray, api_detail: np.ndarray, gpu_cost: np.ndarray | None, prices: Prices,
     timelines: list[GpuTimeline], conservation: dict[str, Any], sources: dict[str, list[str]], policy: str,
 ) -> Ledger:
     """Assemble the ledger frame from the engine's arrays (all indexed by step row; the row after
@@ -132,7 +133,8 @@ def build_ledger(
     for col in TOKEN_COLUMNS:
         columns[col] = np.concatenate([np.nan_to_num(tokens[col]), [0.0]])
     columns["api_cost_usd"] = np.concatenate([api_cost, [np.nan]])
-    columns["unpriced_calls"] = np.concatenate([[s == "unpriced" for s in api_source], [False]]).astype(float)
+    api_source, api_detail = np.asarray(api_source, dtype=object), np.asarray(api_detail, dtype=object)
+    columns["unpriced_calls"] = np.append(api_source == "unpriced", False).astype(float)
     columns["gpu_cost_usd"] = np.where(unsampled, np.nan, gpu_cost) if gpu_cost is not None else np.full(n + 1, np.nan)
     energy_kwh = columns["energy_j"] * KWH_PER_J * prices.pue
     columns["energy_cost_usd"] = energy_kwh * prices.energy_usd_per_kwh
@@ -141,50 +143,63 @@ def build_ledger(
     # A step's total is the sum of its known parts; unpriced parts are counted in `unpriced_calls`.
     columns["total_cost_usd"] = np.where(np.isnan(parts).all(axis=0), np.nan, np.nansum(parts, axis=0))
 
+    missing = {name: np.isnan(values) for name, values in columns.items()}
+    measured = [name for name in columns if not missing[name].all()]
+    # A missing value stays missing unless something below the row was measured: the subtree sums
+    # of each measured column, and of a count of its measured values where it has gaps.
+    gaps = [name for name in measured if missing[name].any()]
+    counts = [(~missing[name]).astype(float) for name in gaps]
+    sums = subtree_sums_of([columns[name] for name in measured] + counts, parent_all, depth_all)
+    inclusive = dict(zip(measured, sums[:len(measured)], strict=True))
+    measured_below = dict(zip(gaps, sums[len(measured):], strict=True))
     for name, values in columns.items():
         derived[f"self_{name}"] = values
-        if np.isnan(values).all():
+        if name not in inclusive:
             derived[name] = np.full(n + 1, np.nan)
-            continue
-        inclusive = subtree_sums(values, parent_all, depth_all)
-        derived[name] = np.where(np.isnan(values) & ~_has_measured_descendant(values, parent_all, depth_all),
-                                 np.nan, inclusive)
+        elif name in measured_below:
+            derived[name] = np.where(missing[name] & ~(measured_below[name] > 0), np.nan, inclusive[name])
+        else:
+            derived[name] = inclusive[name]
     bills = np.concatenate([steps["bills_usage"].to_numpy(dtype=bool), [False]])
     derived["bills_usage"] = bills
-    derived["api_cost_source"] = [*api_source, None]
-    derived["api_price_detail"] = [*api_detail, ""]
-    derived["tokens_source"] = np.where(bills, "provider-reported", None)
-    derived["energy_source"] = np.where(unsampled, "none: outside the GPU sampling window",
-                                        "; ".join(sources.get("energy_j", [])) or "none: no GPU samples")
+    derived["api_cost_source"] = _text_column(*pd.factorize(np.append(api_source, None)))
+    derived["api_price_detail"] = _text_column(*pd.factorize(np.append(api_detail, "")))
+    derived["tokens_source"] = _text_column(np.where(bills, 0, 1), ["provider-reported", None])
+    derived["energy_source"] = _text_column(np.where(unsampled, 0, 1), [
+        "none: outside the GPU sampling window",
+        "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"])
     derived["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
     derived["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
     derived["energy_estimated"] = _estimated(derived["wall_s"], derived["energy_j"], coverage_all, timelines)
     # About one sensor update period's worth of the step's mean power (profiler.sensor_checks).
-    ends = (ident["start_ns"].to_numpy(), ident["end_ns"].to_numpy())
+    ends = (ident["start_ns"], ident["end_ns"])
     derived["energy_uncertainty_j"] = energy_uncertainty(
         derived["energy_j"], derived["wall_s"], *ends, timelines)
     derived["self_energy_uncertainty_j"] = energy_uncertainty(
         derived["self_energy_j"], derived["self_wall_s"], *ends, timelines)
-    # One concat instead of some fifty single-column inserts.
-    out = pd.concat([ident, pd.DataFrame(derived, index=ident.index)], axis=1)
-    ordered = _order_columns(out)
+    # One frame built at once instead of some fifty single-column inserts; its arrays are its own,
+    # so they are not copied into blocks.
+    ordered = pd.DataFrame(_order_columns({**ident, **derived}), copy=False)
     totals = _totals(ordered, timelines, measured_any, prices)
     checks = _checks(ordered, conservation, run)
     add_checks(checks, timelines)
-    checks["stand_in_calls"] = int(sum(bool((a or {}).get(semconv.STAND_IN_MODEL)) for a in steps["attributes"]))
+    stand_in = _attribute_values(steps["attributes"].to_numpy(dtype=object), semconv.STAND_IN_MODEL)
+    checks["stand_in_calls"] = int(np.fromiter(map(bool, stand_in), dtype=bool, count=len(stand_in)).sum())
     meta = {k: v for k, v in run.meta.items() if k not in ("spans",)}
     meta.update({"source": str(run.source) if run.source else None, "policy": policy, "prices": prices.to_json()})
     return Ledger(steps=ordered, totals=totals, checks=checks, run=meta, samples=run.samples)
 
 
-def _identity_columns(steps: pd.DataFrame, run: Run) -> pd.DataFrame:
-    ident = steps[["span_id", "parent_span_id", "trace_id", "session_id", "name", "kind", "status", "start_ns",
-                   "end_ns", "model", "provider", "remote"]].copy()
-    ident["tool_name"] = [
-        (a or {}).get("gen_ai.tool.name") or (n.split(" ", 1)[1] if k == "execute_tool" and " " in n else None)
-        for a, n, k in zip(steps["attributes"], steps["name"], steps["kind"])
-    ]
-    ident["error_type"] = [(a or {}).get("error.type") for a in steps["attributes"]]
+def _identity_columns(steps: pd.DataFrame, run: Run) -> dict[str, Any]:
+    """The columns that name each step, with the `unattributed` row last."""
+    attributes = steps["attributes"].to_numpy(dtype=object)
+    tool_name = _attribute_values(attributes, "gen_ai.tool.name")
+    named = np.fromiter(map(bool, tool_name), dtype=bool, count=len(tool_name))
+    tool_name[~named] = None
+    # A tool span without the attribute is named `execute_tool <name>`.
+    from_name = np.flatnonzero(~named & (steps["kind"].to_numpy(dtype=object) == "execute_tool"))
+    names = steps["name"].to_numpy(dtype=object)[from_name].tolist()
+    tool_name[from_name] = _objects([n.split(" ", 1)[1] if " " in n else None for n in names])
     window_start = int(steps["start_ns"].min()) if len(steps) else 0
     window_end = int(steps["end_ns"].max()) if len(steps) else 0
     if len(run.samples):
@@ -193,13 +208,50 @@ def _identity_columns(steps: pd.DataFrame, run: Run) -> pd.DataFrame:
     unattributed = {"span_id": "unattributed", "parent_span_id": None, "trace_id": None, "session_id": None,
                     "name": "(unattributed: GPU time outside every session)", "kind": UNATTRIBUTED_KIND,
                     "status": "unset", "start_ns": window_start, "end_ns": window_end, "model": None,
-                    "provider": None, "remote": False, "tool_name": None, "error_type": None}
-    return pd.concat([ident, pd.DataFrame([unattributed])], ignore_index=True)
+                    "provider": None, "remote": False}
+    ident: dict[str, Any] = {}
+    for name, last in unattributed.items():
+        if name in ("start_ns", "end_ns"):
+            ident[name] = np.append(steps[name].to_numpy(dtype=np.int64), last)
+        elif name == "remote":
+            ident[name] = np.append(steps[name].to_numpy(dtype=bool), last)
+        else:
+            ident[name] = _object_column(np.append(steps[name].to_numpy(dtype=object), _objects([last])))
+    ident["tool_name"] = _object_column(np.append(tool_name, None))
+    ident["error_type"] = _object_column(np.append(_attribute_values(attributes, "error.type"), None))
+    return ident
 
 
-def _has_measured_descendant(values: np.ndarray, parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    present = subtree_sums(np.where(np.isnan(values), 0.0, 1.0), parent, depth)
-    return present > 0
+def _attribute_values(attributes: np.ndarray, key: str) -> np.ndarray:
+    """One attribute of every row (None where it is absent), as an object array."""
+    try:
+        values = list(map(dict.get, attributes, repeat(key)))
+    except TypeError:  # a row whose attributes are None or some other mapping
+        values = [(a or {}).get(key) for a in attributes]
+    return _objects(values)
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array of `values` (never unpacked, should a value be a sequence)."""
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
+def _object_column(values: np.ndarray) -> pd.Series:
+    """A column kept as Python objects: pandas 3 would copy strings into an Arrow array."""
+    return pd.Series(values, dtype=object, copy=False)
+
+
+def _text_column(codes: np.ndarray, texts: Any) -> pd.Series:
+    """The column pandas builds from the values `texts[codes]` (code -1: None), built from the few
+    distinct texts rather than row by row: an Arrow string column under pandas 3, objects before
+    (and objects where every value is None)."""
+    texts = [*texts, None]
+    codes = np.where(codes < 0, len(texts) - 1, codes)
+    used = np.flatnonzero(np.bincount(codes, minlength=len(texts)))
+    at = np.zeros(len(texts), dtype=np.intp)
+    at[used] = np.arange(len(used))
+    # pandas picks the dtype from the values, so it is given just the values the column holds.
+    return pd.Series(pd.Series([texts[i] for i in used]).array.take(at[codes]), copy=False)
 
 
 def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,
@@ -216,12 +268,12 @@ def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,
     return (np.full(len(wall_s), integrated) | short | partial) & ~np.isnan(energy_j) & np.isfinite(wall_s)
 
 
-def _order_columns(out: pd.DataFrame) -> pd.DataFrame:
+def _order_columns(columns: dict[str, Any]) -> dict[str, Any]:
     first = ["span_id", "parent_span_id", "trace_id", "session_id", "name", "kind", "status", "depth", "start_ns",
              "end_ns", "model", "provider", "tool_name", "remote", "error_type"]
     paired = [c for name in INCLUSIVE_COLUMNS for c in (name, f"self_{name}")]
-    rest = [c for c in out.columns if c not in first and c not in paired]
-    return out[first + paired + rest]
+    rest = [c for c in columns if c not in first and c not in paired]
+    return {name: columns[name] for name in first + paired + rest}
 
 
 def _totals(steps: pd.DataFrame, timelines: list[GpuTimeline], measured_any: dict[str, bool],
@@ -235,12 +287,13 @@ def _totals(steps: pd.DataFrame, timelines: list[GpuTimeline], measured_any: dic
     starts, ends = steps["start_ns"], steps["end_ns"]
     totals["wall_s"] = float((ends.max() - starts.min()) / 1e9) if len(steps) else 0.0
     totals["energy_kwh"] = totals["energy_j"] * KWH_PER_J if totals.get("energy_j") is not None else None
-    kinds = steps["kind"]
+    kinds = steps["kind"].to_numpy(dtype=object)  # numpy compares object arrays faster than pandas
     totals["model_calls"] = int(steps["bills_usage"].sum())
-    totals["tool_calls"] = int((kinds == "execute_tool").sum())
-    totals["steps"] = int((~kinds.isin(["session", UNATTRIBUTED_KIND])).sum())
-    totals["sessions"] = int((kinds == "session").sum())
-    totals["errors"] = int((steps["status"] == "error").sum())
+    totals["tool_calls"] = int(np.count_nonzero(kinds == "execute_tool"))
+    sessions = int(np.count_nonzero(kinds == "session"))
+    totals["steps"] = len(kinds) - sessions - int(np.count_nonzero(kinds == UNATTRIBUTED_KIND))
+    totals["sessions"] = sessions
+    totals["errors"] = int(np.count_nonzero(steps["status"].to_numpy(dtype=object) == "error"))
     totals["gpus"] = [{"gpu": t.gpu, "energy_source": t.sources.get("energy_j"),
                        "update_period_s": t.update_period_s, "idle_power_w": t.idle_power_w,
                        "idle_power_method": t.idle_power_method, "update_phase_located": t.phase_located,

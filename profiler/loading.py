@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-import operator
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,8 +12,10 @@ import numpy as np
 import pandas as pd
 
 from profiler.errors import TraceFormatError
+from profiler.gc_pause import gc_paused
+from profiler.genai import SpanBatch, span_columns
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
-from profiler.readers import console, jaeger, otlp
+from profiler.readers import console, jaeger, otlp, otlp_typed
 from profiler.readers.framing import iter_json_values
 from profiler.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
 from profiler.readers.samples import SAMPLES_FILE, read_samples
@@ -92,9 +92,9 @@ def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) ->
 
 #: The trace dialects a file may hold, tried in this order on every JSON value.
 _READERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Any]], ...] = (
-    ("otlp", otlp.looks_like_otlp, otlp.rows_from_document),
-    ("console", console.looks_like_console, console.rows_from_document),
-    ("jaeger", jaeger.looks_like_jaeger, jaeger.rows_from_document),
+    ("otlp", otlp.looks_like_otlp, otlp.records_of),
+    ("console", console.looks_like_console, console.records_of),
+    ("jaeger", jaeger.looks_like_jaeger, jaeger.records_of),
 )
 _EXPECTED = ("OTLP JSON traces (an object with resourceSpans or scopeSpans), Jaeger JSON (data[].spans) or "
              "ConsoleSpanExporter spans (objects with name and context)")
@@ -114,15 +114,8 @@ def read_trace_file(path: Path, warnings: list[str],
     Raises:
         TraceFormatError: a value that is none of these, or invalid JSON; the message names the line.
     """
-    # The cyclic garbage collector would walk every span read so far, again and again, as the
-    # tables grow (a third of the load time at a million spans); nothing read here forms cycles.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         return _read_trace_file(path, warnings, progress)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None) -> tuple[pd.DataFrame, dict]:
@@ -130,35 +123,46 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     report = (lambda consumed: progress(consumed, total)) if progress else None
     names = [name for name in SPAN_COLUMNS if name != "bills_usage"]
     columns: dict[str, list[Any]] = {name: [] for name in names}
-    as_tuple = operator.itemgetter(*names)
-    batch: list[dict[str, Any]] = []
+    batch = SpanBatch.of()
     unfinished: dict[tuple[str, str], str] = {}
     formats: dict[str, int] = {}
 
-    def on_unfinished(row: dict[str, Any]) -> None:
-        unfinished.setdefault((row["trace_id"], row["span_id"]), row["name"])
-
     def flush() -> None:
-        # Rows become columns a batch at a time: memory stays one batch of dicts plus the columns.
-        for column, values in zip(names, zip(*map(as_tuple, batch))):
+        # Records become columns a batch at a time: memory stays one batch plus the columns.
+        if None in batch.end_ns:
+            finished = SpanBatch.of()
+            for record in zip(*batch):
+                if record[5] is None:  # end_ns
+                    unfinished.setdefault((record[0], record[1]), record[3])
+                else:
+                    finished.extend([record])
+        else:
+            finished = batch
+        for column, values in span_columns(finished).items():
             columns[column].extend(values)
         batch.clear()
 
-    for line_no, value in iter_json_values(path, warnings.append, report):
+    for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line):
+        if type(value) is SpanBatch:
+            formats["otlp"] = formats.get("otlp", 0) + 1
+            batch.extend(value)
+            if len(batch.trace_id) >= _BATCH:
+                flush()
+            continue
         for item in value if isinstance(value, list) and not otlp.looks_like_otlp(value) else (value,):
             if isinstance(item, dict) and not item:
                 continue
-            reader = next(((name, rows_of) for name, looks_like, rows_of in _READERS if looks_like(item)),
+            reader = next(((name, records_of) for name, looks_like, records_of in _READERS if looks_like(item)),
                           None)
             if reader is None:
                 raise TraceFormatError(f"{path}:{line_no}: expected {_EXPECTED}, found {_describe(item)}")
-            name, rows_of = reader
+            name, records_of = reader
             formats[name] = formats.get(name, 0) + 1
             try:
-                batch.extend(rows_of(item, on_unfinished))
+                batch.extend(records_of(item))
             except TraceFormatError as err:
                 raise TraceFormatError(f"{path}:{line_no}: {err}") from None
-            if len(batch) >= _BATCH:
+            if len(batch.trace_id) >= _BATCH:
                 flush()
     flush()
     records = len(columns["span_id"])

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import infer_dtype
 
 #: Columns of `Run.spans`, one row per finished span, with their dtypes.
 #: Token counts are float so that "not reported" (NaN) stays apart from 0.
@@ -32,6 +34,7 @@ SPAN_COLUMNS: dict[str, str] = {
     "reported_cost_usd": "float64",  # a cost the trace itself carries, in USD
     "remote": "bool",  # runs elsewhere (a call to a hosted API): takes no share of a local GPU
     "session_root": "bool",  # the span that a profiler.session() opened
+    "pid": "float64",  # process.pid of the process the span ran in (resource or attribute); NaN: unknown
     "attributes": "object",  # every other attribute, as a dict
 }
 
@@ -44,7 +47,44 @@ SAMPLE_COLUMNS: dict[str, str] = {
     "mem_used_bytes": "float64",  # device memory used (NVML v2 "used")
     "proc_mem_bytes": "float64",  # memory of this run's own processes; NaN when unknown
     "util_pct": "float64",  # percent of time a kernel ran
+    "sm_clock_mhz": "float64",  # slow fields, read about once a second; NaN between reads or unsupported
+    "mem_clock_mhz": "float64",
+    "temp_c": "float64",
+    "proc_mem_bytes_by_pid": "object",  # "pid:bytes;pid:bytes" (format_pid_memory); None when not read
 }
+
+def format_pid_memory(by_pid: dict[int, int] | None) -> str | None:
+    """Encode per-process memory as one samples-file cell: `pid:bytes;pid:bytes`, by pid.
+
+    No comma and no quote, so the cell never breaks the CSV line it sits in. None and an empty
+    mapping both become None (an empty cell): with `proc_mem_bytes` read as 0, an empty cell means
+    none of the run's processes holds memory on the device (see `parse_pid_memory`).
+    """
+    if not by_pid:
+        return None
+    return ";".join(f"{pid}:{used}" for pid, used in sorted(by_pid.items()))
+
+
+def parse_pid_memory(cell: Any, proc_mem_bytes: float = math.nan) -> dict[int, float] | None:
+    """Decode a `proc_mem_bytes_by_pid` cell; None when unknown (not read, or malformed).
+
+    An empty cell on a row whose `proc_mem_bytes` is 0 is a known empty mapping: the process list
+    was read and none of the run's processes held memory.
+    """
+    if not isinstance(cell, str) or not cell:
+        return {} if proc_mem_bytes == 0 else None
+    by_pid: dict[int, float] = {}
+    for item in cell.split(";"):
+        pid, _, used = item.partition(":")
+        try:
+            key, value = int(pid), float(used)
+        except ValueError:
+            return None
+        if not math.isfinite(value) or value < 0:
+            return None
+        by_pid[key] = by_pid.get(key, 0.0) + value
+    return by_pid
+
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
@@ -78,23 +118,38 @@ def frame_from_rows(rows: list[dict[str, Any]] | dict[str, list[Any]], columns: 
 def conform(frame: pd.DataFrame, columns: dict[str, str]) -> pd.DataFrame:
     """Return `frame` with exactly `columns` in their dtypes: a frame built by hand (or by pandas 3,
     which stores missing strings as NaN) reads the same as one from our readers. Vectorised."""
-    out = {}
+    changed: dict[str, Any] = {}
     for name, dtype in columns.items():
         if name not in frame:
-            out[name] = _neutral(dtype, len(frame))
+            changed[name] = _neutral(dtype, len(frame))
             continue
         column = frame[name]
         if dtype == "object":
             if column.dtype != object:
-                column = column.astype(object)
-            if name != "attributes" and column.isna().any():
-                column = column.where(column.notna(), None)
+                column = changed[name] = column.astype(object)
+            if name != "attributes" and _holds_missing_other_than_none(column.to_numpy()):
+                changed[name] = column.where(column.notna(), None)
         elif dtype == "bool":
-            column = column.fillna(False).astype(bool) if column.dtype != bool else column
+            if column.dtype != bool:
+                changed[name] = column.fillna(False).astype(bool)
         elif str(column.dtype) != dtype:
-            column = column.astype(dtype)
-        out[name] = column
-    return pd.DataFrame(out, index=frame.index)
+            changed[name] = column.astype(dtype)
+    # Selecting columns copies them (pandas 3: lazily, on a write), so the result never shares a
+    # write with `frame`; a frame from our readers is thus not copied here at all. The shallow copy
+    # drops pandas 2's mark of a selection, which would warn on every later write.
+    kept = frame[[name for name in columns if name in frame and name not in changed]]
+    return (kept.assign(**changed) if changed else kept)[list(columns)].copy(deep=False)
+
+
+def _holds_missing_other_than_none(values: np.ndarray) -> bool:
+    """Whether an object column holds NaN, pd.NA or NaT: the missing values that are not None."""
+    if infer_dtype(values, skipna=False) == "string":
+        return False  # strings only (ids, names): said in one quick pass, without testing each for NA
+    missing = values[pd.isna(values)].tolist()
+    try:
+        return missing.count(None) != len(missing)  # None is found by identity
+    except TypeError:  # pd.NA will not say whether it equals None: it is not None
+        return True
 
 
 def _neutral(dtype: str, n: int) -> Any:

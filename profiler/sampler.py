@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from profiler.counter_probe import PROBE_S, CounterProbe
 from profiler.errors import GpuReadError, GpuUnavailableError
 from profiler.gpu import GpuBackend, GpuInfo
+from profiler.model import format_pid_memory
 from profiler.readers.samples import SamplesWriter
 
 logger = logging.getLogger(__name__)
@@ -120,6 +122,7 @@ class GpuSampler:
         clock: Callable[[], int] | None = None,
         dither: bool = True,
         slow_budget_s: float = SLOW_TICK_BUDGET_S,
+        counter_probe_s: float | None = None,
     ) -> None:
         """Prepare a sampler.
 
@@ -127,13 +130,17 @@ class GpuSampler:
             backend: where readings come from (NVML, a replay, a test double).
             samples_path: the samples file to append to; None keeps samples in memory only.
             interval_s: seconds between ticks (NVML's power and energy update about every 0.1 s).
-            slow_every: read the slow fields (utilization, process memory) every this many ticks, or
-                less often while they take more than `slow_budget_s` (see `_adapt`).
+            slow_every: read the slow fields (utilization, process memory, clocks, temperature)
+                every this many ticks, or less often while they take more than `slow_budget_s`
+                (see `_adapt`).
             pids: returns this run's process ids, for per-process memory.
             clock: returns epoch nanoseconds; a `Clock` by default.
             dither: spread the ticks' phase over the interval (see `_offset`); False reads at a
                 fixed rate.
             slow_budget_s: the wall time a slow tick may take before slow reads back off.
+            counter_probe_s: how long the energy counter's startup check reads, in the thread, besides
+                the ticks (`profiler.counter_probe`); None: `PROBE_S` for a backend that reads
+                hardware (its `probe_counter` is true, as NVML's), else no check; 0: no check.
         """
         # `not >=` also refuses NaN (which would spin the thread) and infinity (which Event.wait rejects).
         if not (MIN_INTERVAL_S <= interval_s < math.inf):
@@ -161,6 +168,9 @@ class GpuSampler:
         self.memory: list[tuple[Any, ...]] = []
         self.first_rows: dict[str, tuple[Any, ...]] = {}
         """The first reading of each device: the memory baseline taken before the agent's work."""
+        probe_default = PROBE_S if getattr(backend, "probe_counter", False) else 0.0
+        self.counter_probe_s = probe_default if counter_probe_s is None else counter_probe_s
+        self._probe: CounterProbe | None = None
 
     def start(self) -> list[GpuInfo]:
         """Probe the devices, take a first reading and start the thread. Never raises for a missing GPU:
@@ -180,6 +190,8 @@ class GpuSampler:
             self._writer = SamplesWriter(self.samples_path)
         self._started_mono = time.monotonic()
         self.tick(slow=True)
+        if self.counter_probe_s > 0:
+            self._probe = CounterProbe(self.backend, self.gpus, duration_s=self.counter_probe_s)
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
         return self.gpus
@@ -233,6 +245,7 @@ class GpuSampler:
             self._stop.set()
             thread.join(timeout_s)
             self.tick(slow=True)
+            self._probe_step(finish=True)  # a run shorter than the check: judged on the reads so far
             self.stats.wall_s = time.monotonic() - self._started_mono
         if self._writer is not None:
             self._writer.close()
@@ -253,20 +266,27 @@ class GpuSampler:
             mem_used = first[_MEM_USED_FIELD] if first is not None else None
             if mem_used is not None:
                 data["mem_baseline_bytes"] = mem_used
+            if self._probe is not None and info.uuid in self._probe.results:
+                data["counter_probe"] = self._probe.results[info.uuid]
             gpus.append(data)
         return {
             "gpu_backend": self.backend.name,
             "gpu_unavailable_reason": self.unavailable_reason,
             "gpus": gpus,
             "clock": self.clock.to_json() if hasattr(self.clock, "to_json") else None,
-            "sampler": {"interval_s": self.interval_s, "slow_every": self.slow_every, **self.stats.to_json()},
+            "sampler": {"interval_s": self.interval_s, "slow_every": self.slow_every, **self.stats.to_json(),
+                        "counter_probe_s": self.counter_probe_s,
+                        "counter_probe_cpu_s": self._probe.cpu_s if self._probe is not None else None},
         }
 
     def _run(self) -> None:
         cpu_start = time.thread_time()
         origin, k = time.monotonic(), 1
         next_tick = origin + self._offset(1)
-        while not self._stop.wait(max(0.0, next_tick - time.monotonic())):
+        while not self._stop.wait(max(0.0, self._due(next_tick) - time.monotonic())):
+            if time.monotonic() < next_tick:  # woken for the counter check, not for a tick
+                self._probe_step()
+                continue
             try:
                 self.tick()
             except Exception as err:  # noqa: BLE001 - keep sampling whatever happens
@@ -279,6 +299,26 @@ class GpuSampler:
                 origin, k = now, 1
                 next_tick = origin + self._offset(1)
             self.stats.thread_cpu_s = time.thread_time() - cpu_start
+
+    def _due(self, next_tick: float) -> float:
+        """When the thread must next wake: the next tick, or the counter check's next read if sooner."""
+        probe = self._probe
+        return next_tick if probe is None or probe.done else min(next_tick, probe.next_read_s)
+
+    def _probe_step(self, finish: bool = False) -> None:
+        """One burst of the counter check's reads (or, with `finish`, its verdicts now)."""
+        probe = self._probe
+        if probe is None or probe.done:
+            return
+        with self._lock:
+            try:
+                if finish:
+                    probe.finish()
+                else:
+                    probe.step()
+            except Exception as err:  # noqa: BLE001 - the check must never stop the sampling or the agent
+                self._note_error(err)
+                probe.done = True
 
     def _offset(self, k: int) -> float:
         """When tick `k` is due, in seconds after the schedule's origin (see `tick_offset`)."""
@@ -300,7 +340,8 @@ class GpuSampler:
             self._note_error(err)
             return None
         return (stamp, info.uuid, reading.energy_j, reading.power_w, reading.mem_used_bytes,
-                reading.proc_mem_bytes, reading.util_pct)
+                reading.proc_mem_bytes, reading.util_pct, reading.sm_clock_mhz, reading.mem_clock_mhz,
+                reading.temp_c, format_pid_memory(reading.proc_mem_bytes_by_pid))
 
     def _emit(self, rows: list[tuple[Any, ...]]) -> None:
         if not rows:

@@ -25,6 +25,7 @@ TOOL_CALL_ARGUMENTS = "gen_ai.tool.call.arguments"
 TOOL_CALL_RESULT = "gen_ai.tool.call.result"
 SERVER_ADDRESS = "server.address"
 ERROR_TYPE = "error.type"
+PROCESS_PID = "process.pid"  # OTel resource semantic conventions: the process a span ran in
 
 OP_CHAT = "chat"
 OP_EXECUTE_TOOL = "execute_tool"

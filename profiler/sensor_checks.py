@@ -1,18 +1,24 @@
-"""Knowing the sensor: the idle baseline, the power-versus-counter cross-check and each step's
-energy uncertainty (nvml-notes (a) steps 3, 6 and 7; pitfalls 3, 8).
+"""Knowing the sensor: the energy counter's startup check, what each GPU's power reading is, the idle
+baseline, the power-versus-counter cross-check and each step's energy uncertainty (nvml-notes (a)
+probe steps 3 and 8, integration steps 3, 5, 6 and 7; pitfalls 1, 3, 8).
 
-`profiler.timeline` calls `idle_power` and `power_vs_counter` while it builds each GPU's curves;
-`profiler.ledger` calls `energy_uncertainty` and `add_checks`. Nothing here reads the hardware.
+`profiler.counter_probe` calls `judge_counter` on its burst of reads at the start of sampling;
+`profiler.timeline` calls `idle_power` and `power_vs_counter` while it builds each GPU's curves, from
+what `gpu_sensors` read in run.json; `profiler.ledger` calls `energy_uncertainty` and `add_checks`.
+Nothing here reads the hardware.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from profiler.energy import AVERAGE_WINDOW_S, change_period
 from profiler.tree import SESSION_KIND, UNATTRIBUTED_KIND
 
 #: Utilization (%) at or under which a sample counts as idle for the baseline.
@@ -33,6 +39,22 @@ CHECK_TOLERANCE = 0.10
 #: The board-to-board gain error of the power sensor (nvml-notes (b): about +-5%), added to the
 #: uncertainty of energy integrated from power, which has no counter to anchor it.
 POWER_GAIN_ERROR = 0.05
+#: The startup check's tolerance between the counter and power (nvml-notes (a) probe step 3: within
+#: about 30%). Wider than `CHECK_TOLERANCE`: its second holds only ~10 updates of a sensor that sees
+#: 25 ms of each 100 ms, where the run's check has 10 s windows.
+PROBE_TOLERANCE = 0.30
+#: The fewest counter updates (each paired with the power read with it) the startup check weighs
+#: against power: fewer hold too little of a duty-cycled sensor's view to judge by.
+PROBE_MIN_UPDATES = 4
+#: NVML's slowest telemetry refresh (the driver polls at most every 1000 ms, nvml-notes (b)): a
+#: counter that does not change for longer than this is stuck.
+MAX_UPDATE_PERIOD_S = 1.0
+#: Startup verdicts under which the counter's joules are not used: energy is integrated from power.
+UNUSABLE_COUNTER = ("stuck", "decreasing")
+#: Architectures whose `nvmlDeviceGetPowerUsage` is instant. From Ampere on it is a 1 s average,
+#: except on GA100 (A100, A30, A800), as NVML's header says.
+_INSTANT_USAGE_ARCHS = frozenset({"kepler", "maxwell", "pascal", "volta", "turing"})
+_GA100 = re.compile(r"\bA(100|30|800)\b")
 
 
 def idle_power(t_ns: np.ndarray, power_w: np.ndarray, energy_j: np.ndarray, util_pct: np.ndarray,
@@ -88,14 +110,115 @@ def work_intervals(steps: pd.DataFrame) -> np.ndarray:
     return work[["start_ns", "end_ns"]].to_numpy(dtype=np.int64)
 
 
-def instant_power_gpus(meta: dict[str, Any]) -> frozenset[str]:
-    """The GPUs whose run.json says their power is NVML's instant-power field (read by our sampler)."""
-    found = set()
+@dataclass(frozen=True, slots=True)
+class GpuSensor:
+    """What run.json says about one GPU's power reading and energy counter."""
+
+    power_reading: str = "read-time"
+    """`instant`: NVML's instant-power field, read by our sampler; `average`: NVML's 1 s average, the
+    only power the device gave (`nvmlDeviceGetPowerUsage` from Ampere on); `read-time`: anything
+    else (an instant `nvmlDeviceGetPowerUsage` before Ampere, another tool's samples)."""
+    counter_probe: dict[str, Any] | None = None
+    """The sampler's startup check of the energy counter (`judge_counter`), where it ran."""
+
+    @property
+    def counter_usable(self) -> bool:
+        """Whether the startup check left the counter's joules usable (not stuck, not decreasing)."""
+        return not (self.counter_probe and self.counter_probe.get("verdict") in UNUSABLE_COUNTER)
+
+
+def gpu_sensors(meta: dict[str, Any]) -> dict[str, GpuSensor]:
+    """Each GPU's `GpuSensor`, by uuid, from run.json's `gpus` (details and startup check)."""
+    found = {}
     for gpu in meta.get("gpus", []) or []:
-        if isinstance(gpu, dict) and str((gpu.get("details") or {}).get("power_source") or "").startswith(
-                "field_instant"):
-            found.add(str(gpu.get("uuid")))
-    return frozenset(found)
+        if isinstance(gpu, dict):
+            probe = gpu.get("counter_probe")
+            probe = probe if isinstance(probe, dict) else None
+            found[str(gpu.get("uuid"))] = GpuSensor(_power_reading(gpu), probe)
+    return found
+
+
+def _power_reading(gpu: dict[str, Any]) -> str:
+    """What a GPU's `power_w` is, from the probe's `power_source`, architecture and name."""
+    details = gpu.get("details") or {}
+    source = str(details.get("power_source") or "")
+    if source.startswith("field_instant"):
+        return "instant"
+    arch = details.get("architecture")
+    # No architecture (an old driver, so an old GPU) or NVML's own "unknown": taken as instant,
+    # standing at its read time like any reading whose window is unknown.
+    if source != "power_usage" or not arch or arch == "unknown" or arch in _INSTANT_USAGE_ARCHS:
+        return "read-time"
+    return "read-time" if _GA100.search(str(gpu.get("name") or "")) else "average"
+
+
+def judge_counter(t_s: np.ndarray, energy_j: np.ndarray, power_w: np.ndarray) -> dict[str, Any]:
+    """Check an energy counter against itself and against power, from a burst of fast reads
+    (`profiler.counter_probe`, about 1 s of reads every 10 ms at the start of sampling).
+
+    Args:
+        t_s: read times in seconds, increasing.
+        energy_j: the counter at each read, NaN where the read failed.
+        power_w: power at each read (the same reads), NaN where missing.
+
+    Returns:
+        `verdict`: `ok`; `stuck` (no change for longer than `MAX_UPDATE_PERIOD_S`); `decreasing`;
+        `disagrees` (power's joules over the counter's outside 1 +- `PROBE_TOLERANCE`); or
+        `unvalidated` (`reason` says why: too few reads or updates, no power to compare with).
+        With `reads`, `window_s`, `changes`, the counter's `update_period_ms`
+        (`profiler.energy.change_period`), `power_ratio` and, for a bad verdict, `problem` (one
+        sentence, for a warning).
+    """
+    ok = np.isfinite(energy_j)
+    t, energy, power = t_s[ok], energy_j[ok], power_w[ok]
+    window = float(t[-1] - t[0]) if len(t) else 0.0
+    steps = np.diff(energy)
+    result: dict[str, Any] = {"reads": int(len(t)), "window_s": window, "changes": int((steps != 0).sum()),
+                              "update_period_ms": None, "power_ratio": None, "tolerance": PROBE_TOLERANCE}
+    if len(t) < 2:
+        return {**result, "verdict": "unvalidated", "reason": "fewer than two counter readings"}
+    if (steps < 0).any():
+        return {**result, "verdict": "decreasing",
+                "problem": f"the energy counter went down by {-steps.min():.3f} J between two reads"}
+    changed_at = t[np.flatnonzero(steps) + 1]
+    longest = float(np.diff(np.concatenate([[t[0]], changed_at, [t[-1]]])).max())
+    if longest > MAX_UPDATE_PERIOD_S:
+        drawing = np.nanmedian(power) if np.isfinite(power).any() else math.nan
+        return {**result, "verdict": "stuck",
+                "problem": f"the energy counter did not change for {longest:.2f} s"
+                + (f" while the GPU drew {drawing:.0f} W" if math.isfinite(drawing) else "")}
+    period = change_period(t, energy)
+    result["update_period_ms"] = period * 1e3 if math.isfinite(period) else None
+    ratio = _power_ratio(t, energy, power, period)
+    result["power_ratio"] = ratio if math.isfinite(ratio) else None
+    if not math.isfinite(ratio):
+        reason = "no power readings to compare with" if not np.isfinite(power).any() else (
+            f"fewer than {PROBE_MIN_UPDATES} counter updates with a power reading in {window:.2f} s")
+        return {**result, "verdict": "unvalidated", "reason": reason}
+    if abs(ratio - 1.0) > PROBE_TOLERANCE:
+        return {**result, "verdict": "disagrees",
+                "problem": f"integrated power was {ratio:.2f}x the energy counter's joules over "
+                f"{window:.1f} s (more than {PROBE_TOLERANCE:.0%} apart)"}
+    return {**result, "verdict": "ok"}
+
+
+def _power_ratio(t: np.ndarray, energy: np.ndarray, power: np.ndarray, period_s: float) -> float:
+    """Power's joules over the counter's, update by update.
+
+    The read that first shows an update also shows the power published with it, which averages
+    the end of the same period whose joules the update added: pairing the two keeps a change in
+    power (an agent starting work) from landing in one sum a period before the other.
+    """
+    at = np.flatnonzero(np.diff(energy) != 0) + 1
+    if len(at) < 2 or not math.isfinite(period_s):
+        return math.nan
+    added = np.diff(energy[at])
+    periods = np.maximum(np.round(np.diff(t[at]) / period_s), 1.0)  # a stalled read saw two at once
+    watts = power[at[1:]]
+    valid = np.isfinite(watts) & (watts > 0)  # a 0 W reading is a failed one (polled too fast)
+    if valid.sum() < PROBE_MIN_UPDATES or added[valid].sum() <= 0:
+        return math.nan
+    return float((watts[valid] * periods[valid] * period_s).sum() / added[valid].sum())
 
 
 def power_vs_counter(t_s: np.ndarray, counter: tuple[np.ndarray, np.ndarray],
@@ -134,8 +257,11 @@ def power_vs_counter(t_s: np.ndarray, counter: tuple[np.ndarray, np.ndarray],
 
 
 def add_checks(checks: dict[str, Any], timelines: list[Any]) -> None:
-    """Record each GPU's power-versus-counter check in `checks["power_vs_counter"]`, and a warning
-    in `checks["warnings"]` for each that disagrees."""
+    """Record each GPU's startup check of its counter in `checks["counter_probe"]` and its
+    power-versus-counter check in `checks["power_vs_counter"]`, with a warning in
+    `checks["warnings"]` for each that found a problem, and for energy integrated from a 1 s average."""
+    for line in timelines:
+        _add_sensor_checks(checks, line)
     report = checks.setdefault("power_vs_counter", {})
     for line in timelines:
         result = getattr(line, "power_check", None)
@@ -153,6 +279,29 @@ def add_checks(checks: dict[str, Any], timelines: list[Any]) -> None:
                 "averaged power reading, or a faulty counter)")
 
 
+def _add_sensor_checks(checks: dict[str, Any], line: Any) -> None:
+    """The startup check's verdict on one GPU's counter, and how its energy was integrated."""
+    warnings = checks.setdefault("warnings", [])
+    integrated = line.sources.get("energy_j") == "measured:integrated-power"
+    probe = getattr(line, "counter_probe", None)
+    if probe:
+        checks.setdefault("counter_probe", {})[line.gpu] = probe
+        if probe.get("problem"):
+            if probe.get("verdict") not in UNUSABLE_COUNTER:
+                outcome = ("one of the two is off: energy still comes from the counter, but the idle "
+                           "baseline and the power shapes come from power")
+            elif integrated:
+                outcome = "its joules are not used: energy is integrated from power instead"
+            else:
+                outcome = "its joules are not used, and with no power reading energy is not measured"
+            warnings.append(f"GPU {line.gpu}: at startup {probe['problem']}; {outcome}")
+    if integrated and getattr(line, "power_reading", None) == "average":
+        warnings.append(
+            f"GPU {line.gpu}: no energy counter and no instant power reading; energy is integrated from "
+            f"NVML's {AVERAGE_WINDOW_S:g} s average power, moved back {AVERAGE_WINDOW_S / 2:g} s to where it "
+            "was drawn, and estimated: a change in power is smeared over a second (see energy_uncertainty_j)")
+
+
 def energy_uncertainty(energy_j: np.ndarray, wall_s: np.ndarray, start_ns: np.ndarray, end_ns: np.ndarray,
                        timelines: list[Any]) -> np.ndarray:
     """About how far each step's energy may be off, in joules.
@@ -164,7 +313,10 @@ def energy_uncertainty(energy_j: np.ndarray, wall_s: np.ndarray, start_ns: np.nd
     Integrated from power (no counter), more: the instant reading sees only part of each period, so
     a step in power inside a period can land anywhere in it. Each end of the step adds the largest
     jump between consecutive readings within a period or so of it, times T; and the sensor's gain
-    error adds `POWER_GAIN_ERROR * energy`.
+    error adds `POWER_GAIN_ERROR * energy`. Integrated from a 1 s average (window W), a step in
+    power becomes a ramp W long centred on it, which misplaces up to `step x W / 8` joules across
+    an end at the step, and placing the update behind each reading up to `step x T / 2` more: each
+    end adds the spread of the readings within `W/2 + T` of it, times `W/8 + T/2`.
 
     NaN where the energy is NaN; 0 for a step of no duration.
     """
@@ -182,9 +334,31 @@ def energy_uncertainty(energy_j: np.ndarray, wall_s: np.ndarray, start_ns: np.nd
         ends = np.zeros(len(energy))
         for line in integrated:
             for at in (start_ns, end_ns):
-                ends += _jump_near(*line.power_readings, np.asarray(at, dtype=np.int64), period)
-        uncertainty = uncertainty + np.where(wall > 0, ends * period, 0.0) + POWER_GAIN_ERROR * np.abs(energy)
+                ends += _end_error_j(line, np.asarray(at, dtype=np.int64), period)
+        uncertainty = uncertainty + np.where(wall > 0, ends, 0.0) + POWER_GAIN_ERROR * np.abs(energy)
     return np.where(np.isfinite(energy) & np.isfinite(wall), uncertainty, np.nan)
+
+
+def _end_error_j(line: Any, at_ns: np.ndarray, period_s: float) -> np.ndarray:
+    """Joules that integrated power may misplace across a step's end at each of `at_ns`."""
+    if getattr(line, "power_reading", None) == "average":
+        reach_s = AVERAGE_WINDOW_S / 2.0 + period_s
+        return _spread_near(*line.power_readings, at_ns, reach_s) * (AVERAGE_WINDOW_S / 8.0 + period_s / 2.0)
+    return _jump_near(*line.power_readings, at_ns, period_s) * period_s
+
+
+def _spread_near(t_ns: np.ndarray, watts: np.ndarray, at_ns: np.ndarray, reach_s: float) -> np.ndarray:
+    """The spread (largest minus smallest) of the readings within `reach_s` of each instant."""
+    first = np.searchsorted(t_ns, at_ns - reach_s * 1e9, side="left")
+    last = np.searchsorted(t_ns, at_ns + reach_s * 1e9, side="right")
+    high, low = np.full(len(at_ns), -np.inf), np.full(len(at_ns), np.inf)
+    for offset in range(int(np.max(last - first, initial=0))):  # a dozen readings or so
+        k = first + offset
+        inside = k < last
+        value = watts[np.minimum(k, len(watts) - 1)]
+        high = np.where(inside, np.maximum(high, value), high)
+        low = np.where(inside, np.minimum(low, value), low)
+    return np.where(last - first >= 2, high - low, 0.0)
 
 
 def _jump_near(t_ns: np.ndarray, watts: np.ndarray, at_ns: np.ndarray, period_s: float) -> np.ndarray:

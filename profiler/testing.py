@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ def _value(signal: Signal, t_s: float) -> float:
 
 
 class FakeGpuBackend:
-    """Scripted GPUs: power, memory and utilization as constants or functions of time.
+    """Scripted GPUs: power, memory, utilization, clocks and temperature, constants or functions of time.
 
     The energy counter integrates the power signal, so totals are known exactly in tests.
     """
@@ -42,6 +42,10 @@ class FakeGpuBackend:
         power_w: Signal = 100.0,
         mem_used_bytes: Signal = 4 * 1024**3,
         util_pct: Signal = 50.0,
+        proc_mem_bytes_by_pid: Mapping[int, Signal] | None = None,
+        sm_clock_mhz: Signal | None = 1980.0,
+        mem_clock_mhz: Signal | None = 2619.0,
+        temp_c: Signal | None = 45.0,
         energy_counter: bool = True,
         gpu_name: str = "Fake GPU",
         fail_reads: set[int] | None = None,
@@ -55,6 +59,11 @@ class FakeGpuBackend:
             power_w: watts, a constant or a function of seconds since `open()`.
             mem_used_bytes: device memory used.
             util_pct: utilization percent.
+            proc_mem_bytes_by_pid: memory each process holds on every device, by pid; a slow read
+                reports those of the sampler's pids that hold some (None: the process list is
+                unknown, as where NVML cannot match pids).
+            sm_clock_mhz, mem_clock_mhz, temp_c: clocks and temperature read on slow reads; None
+                makes the device not support them.
             energy_counter: whether the device has an energy counter.
             gpu_name: the product name reported.
             fail_reads: read numbers (1-based, over all devices) that raise `GpuReadError`.
@@ -63,6 +72,8 @@ class FakeGpuBackend:
         """
         self.devices = devices
         self.power_w, self.mem_used_bytes, self.util_pct = power_w, mem_used_bytes, util_pct
+        self.proc_mem_bytes_by_pid = None if proc_mem_bytes_by_pid is None else dict(proc_mem_bytes_by_pid)
+        self.sm_clock_mhz, self.mem_clock_mhz, self.temp_c = sm_clock_mhz, mem_clock_mhz, temp_c
         self.energy_counter = energy_counter
         self.gpu_name = gpu_name
         self.fail_reads = fail_reads or set()
@@ -78,6 +89,8 @@ class FakeGpuBackend:
         self._t0 = self.clock()
         supports = dict.fromkeys(CAPABILITIES, True)
         supports["energy_counter"] = self.energy_counter
+        supports["clocks"] = self.sm_clock_mhz is not None or self.mem_clock_mhz is not None
+        supports["temperature"] = self.temp_c is not None
         return [GpuInfo(index=i, uuid=f"GPU-fake-{i}", name=self.gpu_name, supports=supports)
                 for i in range(self.devices)]
 
@@ -94,12 +107,26 @@ class FakeGpuBackend:
         last_t, last_power, energy = self._energy_j.get(index, (0.0, power, 0.0))
         energy += last_power * max(t_s - last_t, 0.0)
         self._energy_j[index] = (t_s, power, energy)
+        by_pid = self._process_memory(pids, t_s) if slow else None
         return GpuReading(
             energy_j=energy if self.energy_counter else None,
             power_w=power,
             mem_used_bytes=int(_value(self.mem_used_bytes, t_s)),
             util_pct=_value(self.util_pct, t_s) if slow else None,
+            proc_mem_bytes=sum(by_pid.values()) if by_pid is not None else None,
+            proc_mem_bytes_by_pid=by_pid,
+            sm_clock_mhz=_optional_value(self.sm_clock_mhz, t_s) if slow else None,
+            mem_clock_mhz=_optional_value(self.mem_clock_mhz, t_s) if slow else None,
+            temp_c=_optional_value(self.temp_c, t_s) if slow else None,
         )
+
+    def _process_memory(self, pids: frozenset[int] | None, t_s: float) -> dict[int, int] | None:
+        """The scripted memory of the asked-for pids that hold some, as NVML lists only those."""
+        if pids is None or self.proc_mem_bytes_by_pid is None:
+            return None
+        held = {pid: int(_value(signal, t_s)) for pid, signal in self.proc_mem_bytes_by_pid.items()
+                if pid in pids}
+        return {pid: used for pid, used in held.items() if used > 0}
 
     def close(self) -> None:
         """Mark closed."""
@@ -136,6 +163,8 @@ class ReplayBackend:
             supports["power_instant"] = bool(series["power_w"].notna().any())
             supports["memory_v2"] = bool(series["mem_used_bytes"].notna().any())
             supports["utilization"] = bool(series["util_pct"].notna().any())
+            supports["clocks"] = bool(series[["sm_clock_mhz", "mem_clock_mhz"]].notna().any(axis=None))
+            supports["temperature"] = bool(series["temp_c"].notna().any())
             infos.append(GpuInfo(index=index, uuid=str(gpu), name=f"replay of {gpu}", supports=supports))
         return infos
 
@@ -150,10 +179,17 @@ class ReplayBackend:
             power_w=_optional(row["power_w"]),
             mem_used_bytes=None if pd.isna(row["mem_used_bytes"]) else int(row["mem_used_bytes"]),
             util_pct=_optional(row["util_pct"]) if slow else None,
+            sm_clock_mhz=_optional(row["sm_clock_mhz"]) if slow else None,
+            mem_clock_mhz=_optional(row["mem_clock_mhz"]) if slow else None,
+            temp_c=_optional(row["temp_c"]) if slow else None,
         )
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _optional_value(signal: Signal | None, t_s: float) -> float | None:
+    return _value(signal, t_s) if signal is not None else None
 
 
 def _optional(value: float) -> float | None:

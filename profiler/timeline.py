@@ -10,13 +10,15 @@ known about the sensor (idle baseline, power against the counter) comes from `pr
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from profiler.energy import counter_curve, power_curve
-from profiler.sensor_checks import idle_power, power_vs_counter
+from profiler.arrays import unique_sorted
+from profiler.energy import AVERAGE_WINDOW_S, change_period, counter_curve, power_curve
+from profiler.sensor_checks import GpuSensor, idle_power, power_vs_counter
 
 GIB = 1024.0**3
 #: The quantities measured per GPU and conserved by attribution.
@@ -44,7 +46,12 @@ class GpuTimeline:
     """Share of the counter's reads whose update instant was located (0 when knots sit at read times)."""
     power_readings: tuple[np.ndarray, np.ndarray] | None = None
     """(t_ns, watts) of the power readings where energy is integrated from them, for the uncertainty
-    of that energy near each step's ends (`profiler.sensor_checks.energy_uncertainty`)."""
+    of that energy near each step's ends (`profiler.sensor_checks.energy_uncertainty`); 1 s averages
+    at the times they stand for, not their read times."""
+    power_reading: str = "read-time"
+    """What `power_w` is: `instant`, `average` or `read-time` (`profiler.sensor_checks.GpuSensor`)."""
+    counter_probe: dict | None = None
+    """The sampler's startup check of the energy counter, from run.json, where it ran."""
     power_check: dict | None = None
     """Integrated power against the counter (`profiler.sensor_checks.power_vs_counter`); None
     without both."""
@@ -71,15 +78,17 @@ class GpuTimeline:
 
 
 def build_timelines(samples: pd.DataFrame, mem_baselines: dict[str, float] | None = None,
-                    instant_power: set[str] | frozenset[str] = frozenset(),
+                    sensors: Mapping[str, GpuSensor] | None = None,
                     work: np.ndarray | None = None) -> list[GpuTimeline]:
     """Build one `GpuTimeline` per device that has at least two samples.
 
     Args:
         samples: `Run.samples`.
         mem_baselines: device memory used before the run, per GPU.
-        instant_power: the GPUs whose `power_w` is NVML's instant-power field read by our sampler
-            (run.json says so), whose readings lag their read times (`profiler.energy.power_curve`).
+        sensors: what run.json says about each GPU's power reading and counter
+            (`profiler.sensor_checks.gpu_sensors`): instant readings and 1 s averages lag their
+            read times and are placed where they belong (`profiler.energy.power_curve`); a counter
+            that failed its startup check is not used. A GPU not named is taken at face value.
         work: (start_ns, end_ns) of the agent's steps, so that the idle baseline can be taken
             outside them.
     """
@@ -90,15 +99,17 @@ def build_timelines(samples: pd.DataFrame, mem_baselines: dict[str, float] | Non
         if len(group) < 2:
             continue
         baseline = (mem_baselines or {}).get(str(gpu))
-        timelines.append(_timeline(str(gpu), group, baseline, str(gpu) in instant_power, work))
+        sensor = (sensors or {}).get(str(gpu)) or GpuSensor()
+        timelines.append(_timeline(str(gpu), group, baseline, sensor, work))
     return timelines
 
 
-def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None, instant: bool,
+def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None, sensor: GpuSensor,
               work: np.ndarray | None) -> GpuTimeline:
     t = group["t_ns"].to_numpy(dtype=np.int64)
     dt_s = np.diff(t) / 1e9
-    line = GpuTimeline(gpu=gpu, t_ns=t, curves={})
+    line = GpuTimeline(gpu=gpu, t_ns=t, curves={}, power_reading=sensor.power_reading,
+                       counter_probe=sensor.counter_probe)
     line.curves["gpu_s"] = (t - t[0]) / 1e9
     line.sources["gpu_s"] = "measured:sample-clock"
 
@@ -116,13 +127,13 @@ def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None, instant
             line.curves["idle_hold_gib_s"] = _step_integral(held / GIB * (1.0 - busy), dt_s)
             line.sources["idle_hold_gib_s"] = line.sources["gpu_mem_gib_s"] + " x idle fraction"
 
-    knots = _energy_knots(group, t, line, instant)
+    knots = _energy_knots(group, t, line, sensor)
     if knots is not None:
         # The energy curve bends at the counter's located update instants, between sample times:
         # put them on the timeline too (the other curves are linear between samples, so exact there).
         knots_ns = t[0] + np.round(knots[0] * 1e9).astype(np.int64)
         inside = (knots_ns > t[0]) & (knots_ns < t[-1])
-        union = np.union1d(t, knots_ns[inside])
+        union = unique_sorted(np.concatenate([t, knots_ns[inside]]))
         if len(union) > len(t):
             line.curves = {q: np.interp(union, t, curve) for q, curve in line.curves.items()}
             line.t_ns = union
@@ -137,39 +148,42 @@ def _timeline(gpu: str, group: pd.DataFrame, mem_baseline: float | None, instant
 
 
 def _energy_knots(group: pd.DataFrame, t: np.ndarray, line: GpuTimeline,
-                  instant: bool) -> tuple[np.ndarray, np.ndarray] | None:
+                  sensor: GpuSensor) -> tuple[np.ndarray, np.ndarray] | None:
     """Knots (seconds since the first sample, cumulative joules) of the energy curve: from the counter
-    where it answers (at its located update instants, see `profiler.energy`), else integrated power."""
+    where it answers and passed its startup check (at its located update instants, see
+    `profiler.energy`), else integrated power."""
     rel_s = (t - t[0]) / 1e9
     power = group["power_w"].to_numpy(dtype=np.float64)
     counter = group["energy_j"].to_numpy(dtype=np.float64)
     ok = np.isfinite(counter)
-    if ok.sum() >= 2 and ok.mean() >= 0.5:
-        knots_t, knots_e, grid = counter_curve(rel_s[ok], counter[ok], power[ok])
+    average_s = AVERAGE_WINDOW_S if sensor.power_reading == "average" else None
+    if ok.sum() >= 2 and ok.mean() >= 0.5 and sensor.counter_usable:
+        # A 1 s average says nothing about where power changed inside a 100 ms period: no shape.
+        shape = power[ok] if average_s is None else None
+        knots_t, knots_e, grid = counter_curve(rel_s[ok], counter[ok], shape)
         line.update_period_s = (grid.period if math.isfinite(grid.period)
-                                else _change_period(rel_s[ok], counter[ok]))
+                                else change_period(rel_s[ok], counter[ok]))
         line.phase_located = grid.located_fraction
         line.sources["energy_j"] = "measured:nvml-counter"
         if np.isfinite(power).sum() >= 2:
-            # Over windows of 10 s the readings' lag (under a period) hardly matters: plain trapezoids.
+            # Over windows of 10 s an instant reading's lag (under a period) hardly matters: plain
+            # trapezoids; a 1 s average's half second does, and is taken out.
             line.power_check = power_vs_counter(rel_s[[0, -1]], (knots_t, knots_e),
-                                                power_curve(rel_s, power)[:2])
+                                                power_curve(rel_s, power, average_s=average_s)[:2])
         return knots_t, knots_e
     if not np.isfinite(power).any():
         return None
-    knots_t, knots_e, period = power_curve(rel_s, power, instant=instant)
+    knots_t, knots_e, period = power_curve(rel_s, power, instant=sensor.power_reading == "instant",
+                                           average_s=average_s)
     line.update_period_s = period
-    line.power_readings = (t[np.isfinite(power)], power[np.isfinite(power)])
+    read = np.isfinite(power)
+    shift_ns = 0
+    if average_s is not None:
+        # A 1 s average stands for the second before its update, about half a period before its read.
+        shift_ns = int(round((average_s + (period if math.isfinite(period) else 0.0)) / 2.0 * 1e9))
+    line.power_readings = (t[read] - shift_ns, power[read])
     line.sources["energy_j"] = "measured:integrated-power"
     return knots_t, knots_e
-
-
-def _change_period(t_s: np.ndarray, values: np.ndarray) -> float:
-    """Median interval between the reads at which a counter changed (its update period, at the
-    reads' resolution)."""
-    moved = np.concatenate([[False], np.diff(values) != 0])
-    intervals = np.diff(t_s[moved])
-    return float(np.median(intervals)) if len(intervals) else math.nan
 
 
 def _memory_held(group: pd.DataFrame, line: GpuTimeline, mem_baseline: float | None) -> np.ndarray | None:

@@ -18,58 +18,85 @@ def add_session_rows(spans: pd.DataFrame) -> pd.DataFrame:
     from another tool's trace gets a synthetic row spanning its first start to its last end. The
     session row's own share (time no step covers) is the session's overhead.
     """
-    spans = spans.reset_index(drop=True).copy()
-    keys = spans["trace_id"] + ":" + spans["span_id"]
-    parent_keys = spans["trace_id"] + ":" + spans["parent_span_id"].fillna("")
-    has_parent = spans["parent_span_id"].notna() & parent_keys.isin(pd.Index(keys))
-    enclosing = _encloses_own_session_root(spans, keys, parent_keys, has_parent)
-    roots = ~has_parent & ~spans["session_root"] & ~enclosing
-    spans.loc[spans["session_root"], "kind"] = SESSION_KIND
+    return session_tree(spans)[0]
 
-    declared = spans[spans["session_root"]].drop_duplicates("session_id")
-    root_of_session = dict(zip(declared["session_id"], zip(declared["trace_id"], declared["span_id"])))
+
+def session_tree(spans: pd.DataFrame, parent: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Return `add_session_rows(spans)` and the parent position of each of its rows (what
+    `parent_positions` gives for it), without looking the parents up a second time.
+
+    Args:
+        spans: the span table.
+        parent: `parent_positions(spans)`, where the caller has it already.
+    """
+    span_ids = spans["span_id"].to_numpy(dtype=object)
+    parent_ids = spans["parent_span_id"].to_numpy(dtype=object)
+    if parent is None or "trace_id_parent" in spans:  # a parent's trace is the span's own here
+        trace = spans["trace_id"].to_numpy(dtype=object)
+        parent = _without_self_parents(_find_parents(trace, span_ids, trace, parent_ids))
+    # A span that names itself as parent is no root here, though `parent_positions` gives it none.
+    names_itself = np.zeros(len(spans), dtype=bool)
+    orphan = np.flatnonzero(parent < 0)
+    orphan = orphan[~pd.isna(parent_ids[orphan])]
+    names_itself[orphan] = parent_ids[orphan] == span_ids[orphan]
+    has_parent = (parent >= 0) | names_itself
+    spans = spans.reset_index(drop=True)  # a copy (pandas 3 makes it when the frame is written to)
+    session_root = spans["session_root"].to_numpy(dtype=bool)
+    own_row = np.where(names_itself, np.arange(len(spans)), parent)
+    enclosing = _encloses_own_session_root(spans, own_row, has_parent)
+    roots = ~has_parent & ~session_root & ~enclosing
+    if session_root.any():
+        spans.loc[session_root, "kind"] = SESSION_KIND
+
+    declared = spans[session_root].drop_duplicates("session_id")
+    root_ids = zip(declared["trace_id"], declared["span_id"], strict=True)
+    root_of_session = dict(zip(declared["session_id"], root_ids, strict=True))
+    row_of_session = dict(zip(declared["session_id"], declared.index, strict=True))
     missing = sorted(set(spans.loc[roots, "session_id"]) - set(root_of_session))
     synthetic = []
     if missing:
-        windows = spans[spans["session_id"].isin(missing)].groupby("session_id").agg(
+        window_columns = ["session_id", "start_ns", "end_ns", "trace_id"]
+        windows = spans[window_columns].groupby("session_id", sort=False).agg(
             start_ns=("start_ns", "min"), end_ns=("end_ns", "max"), trace_id=("trace_id", "first")
-        )
-        for session_id, window in windows.iterrows():
+        ).loc[missing]
+        for session_id, start_ns, end_ns, trace_id in zip(
+            windows.index, windows["start_ns"], windows["end_ns"], windows["trace_id"], strict=True
+        ):
             span_id = f"session:{session_id}"
-            root_of_session[session_id] = (window["trace_id"], span_id)
+            root_of_session[session_id] = (trace_id, span_id)
+            row_of_session[session_id] = len(spans) + len(synthetic)
             synthetic.append({
-                "trace_id": window["trace_id"], "span_id": span_id, "parent_span_id": None,
+                "trace_id": trace_id, "span_id": span_id, "parent_span_id": None,
                 "session_id": session_id, "name": f"session {session_id}", "kind": SESSION_KIND,
-                "status": "unset", "start_ns": int(window["start_ns"]), "end_ns": int(window["end_ns"]),
+                "status": "unset", "start_ns": int(start_ns), "end_ns": int(end_ns),
                 "model": None, "provider": None, "bills_usage": False, "remote": False, "session_root": True,
                 "attributes": {semconv.SESSION_ROOT: True, "sessionprof.session.synthetic": True},
             })
     # Point orphans and roots at their session row; a parent in another trace keys by the session's trace.
-    root_ids = spans.loc[roots, "session_id"].map(lambda s: root_of_session[s])
+    root_sessions = spans.loc[roots, "session_id"]
+    root_ids = root_sessions.map(lambda s: root_of_session[s])
     spans.loc[roots, "trace_id_parent"] = root_ids.map(lambda r: r[0])
     spans.loc[roots, "parent_span_id"] = root_ids.map(lambda r: r[1])
+    step_parent = np.concatenate([parent, np.full(len(synthetic), -1, dtype=np.int64)])
+    step_parent[np.flatnonzero(roots)] = [row_of_session[s] for s in root_sessions]
     if synthetic:
         spans = pd.concat([spans, pd.DataFrame(synthetic)], ignore_index=True)
-    return spans
+    return spans, step_parent
 
 
-def _encloses_own_session_root(
-    spans: pd.DataFrame, keys: pd.Series, parent_keys: pd.Series, has_parent: pd.Series
-) -> np.ndarray:
+def _encloses_own_session_root(spans: pd.DataFrame, parent: np.ndarray, has_parent: np.ndarray) -> np.ndarray:
     """Mark the ancestors of each declared session root that belong to its session (a request span
     the session was opened in): they stay roots, since hanging them under that session row would
-    close a cycle."""
+    close a cycle. `parent` is each row's parent position, a span naming itself included."""
     marked = np.zeros(len(spans), dtype=bool)
     declared = np.flatnonzero(spans["session_root"].to_numpy(dtype=bool))
     if not len(declared):
         return marked
-    index_of = {key: pos for pos, key in enumerate(keys)}
     session = spans["session_id"].to_numpy(dtype=object)
-    linked = has_parent.to_numpy(dtype=bool)
     for pos in declared:
         up, seen = pos, {pos}
-        while linked[up]:
-            up = index_of[parent_keys.iat[up]]
+        while has_parent[up]:
+            up = parent[up]
             if up in seen:
                 break
             seen.add(up)
@@ -79,26 +106,44 @@ def _encloses_own_session_root(
 
 def parent_positions(spans: pd.DataFrame) -> np.ndarray:
     """Return, for each row, the row position of its parent, or -1."""
+    trace = spans["trace_id"].to_numpy(dtype=object)
+    parent_trace = trace
     if "trace_id_parent" in spans:
-        parent_trace = spans["trace_id_parent"].fillna(spans["trace_id"])
-    else:
-        parent_trace = spans["trace_id"]
-    span_index = pd.Index(spans["span_id"].to_numpy(dtype=object))
-    if span_index.is_unique:
+        given = spans["trace_id_parent"].to_numpy(dtype=object)
+        parent_trace = np.where(pd.isna(given), trace, given)
+    span_ids = spans["span_id"].to_numpy(dtype=object)
+    return _without_self_parents(_find_parents(trace, span_ids, parent_trace,
+                                               spans["parent_span_id"].to_numpy(dtype=object)))
+
+
+def _find_parents(trace: np.ndarray, span_ids: np.ndarray, parent_trace: np.ndarray,
+                  parent_ids: np.ndarray) -> np.ndarray:
+    """Position of the row whose (trace, span id) is each row's (parent trace, parent span id), or -1."""
+    n = len(span_ids)
+    # One hash pass over the ids and the parent ids together: hashing is what this costs.
+    codes, uniques = pd.factorize(np.concatenate([span_ids, parent_ids]))
+    own, wanted = codes[:n], codes[n:]
+    if (own >= 0).all() and np.bincount(own, minlength=1).max() <= 1:
         # Span ids are unique in practice: look parents up by span id alone, then keep a match only
         # where the trace agrees (much faster than building trace:span keys for a million rows).
-        positions = span_index.get_indexer(spans["parent_span_id"].to_numpy(dtype=object))
+        row_of = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the extra last entry answers code -1
+        row_of[own] = np.arange(n)
+        positions = row_of[wanted]
         found = positions >= 0
-        trace = spans["trace_id"].to_numpy(dtype=object)
-        same = np.zeros(len(positions), dtype=bool)
-        same[found] = trace[positions[found]] == parent_trace.to_numpy(dtype=object)[found]
-        positions = np.where(same, positions, -1)
-    else:
-        keys = pd.Index(spans["trace_id"] + ":" + spans["span_id"])
-        parent_keys = parent_trace + ":" + spans["parent_span_id"].fillna("\0")
-        positions = keys.get_indexer(parent_keys)
+        same = np.zeros(n, dtype=bool)
+        same[found] = trace[positions[found]] == parent_trace[found]
+        return np.where(same, positions, -1)
+    keys = pd.Series(trace, dtype=object) + ":" + pd.Series(span_ids, dtype=object)
+    parent_ids = pd.Series(parent_ids, dtype=object).fillna("\0")
+    parent_keys = pd.Series(parent_trace, dtype=object) + ":" + parent_ids
+    row_of_key = dict(zip(keys, range(n), strict=True))  # a repeated (trace, span): its last row
+    return np.array([row_of_key.get(key, -1) for key in parent_keys], dtype=np.int64)
+
+
+def _without_self_parents(positions: np.ndarray) -> np.ndarray:
     positions[positions == np.arange(len(positions))] = -1  # a span that names itself as parent
-    return positions.astype(np.int64)
+    return positions
+
 
 
 def depths(parent: np.ndarray) -> np.ndarray:
@@ -116,11 +161,20 @@ def depths(parent: np.ndarray) -> np.ndarray:
 
 def subtree_sums(values: np.ndarray, parent: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """Inclusive totals: each row's value plus all its descendants' (NaN counts as 0)."""
-    total = np.where(np.isnan(values), 0.0, values).astype(np.float64)
-    for level in range(int(depth.max(initial=0)), 0, -1):
-        rows = np.flatnonzero((depth == level) & (parent >= 0))
-        np.add.at(total, parent[rows], total[rows])
-    return total
+    return subtree_sums_of([values], parent, depth)[0]
+
+
+def subtree_sums_of(columns: list[np.ndarray], parent: np.ndarray, depth: np.ndarray) -> list[np.ndarray]:
+    """`subtree_sums` of each of several columns over one tree, whose levels are found once."""
+    deepest = int(depth.max(initial=0))
+    levels = [np.flatnonzero((depth == level) & (parent >= 0)) for level in range(deepest, 0, -1)]
+    totals = []
+    for values in columns:
+        total = np.where(np.isnan(values), 0.0, values).astype(np.float64)
+        for rows in levels:
+            np.add.at(total, parent[rows], total[rows])
+        totals.append(total)
+    return totals
 
 
 def leaf_ranges(

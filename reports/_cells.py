@@ -77,7 +77,8 @@ def notes(ledger: Ledger) -> list[str]:
         for gpu in totals["gpus"]:
             lines.append(f"GPU {gpu['gpu']}: energy {gpu['energy_source']}; idle baseline "
                          f"{number(gpu['idle_power_w'])} W; counter update period "
-                         f"{number((gpu['update_period_s'] or math.nan) * 1000, 0)} ms")
+                         f"{number((gpu['update_period_s'] or math.nan) * 1000, 0)} ms"
+                         + _readings_note(gpu.get("readings") or {}))
         lines.append(f"energy $: {sources.get('energy_cost_usd')}; CO2: {sources.get('co2_g')}")
         lines.append(f"GPU $: {sources.get('gpu_cost_usd')} ({ledger.steps['gpu_cost_source'].iat[0]})")
         held = "held" if checks.get("conservation_held") else "FAILED"
@@ -98,5 +99,30 @@ def notes(ledger: Ledger) -> list[str]:
     if checks.get("stand_in_calls"):
         lines.append(f"stand-in model: {checks['stand_in_calls']} call(s) answered by a local stand-in, not a real "
                      "model; their dollars are what these token counts would cost")
+    lines.extend(_policy_notes(ledger.run))
     lines.extend(f"warning: {w}" for w in checks.get("warnings", []))
     return lines
+
+
+def _readings_note(readings: dict[str, Any]) -> str:
+    """Temperature and clocks over the run, e.g. `; 41-67 °C, SM 1,410-1,980 MHz`."""
+    parts = []
+    for key, label, unit in (("temp_c", "", "°C"), ("sm_clock_mhz", "SM ", "MHz"),
+                             ("mem_clock_mhz", "memory ", "MHz")):
+        low, high = (readings.get(key) or {}).get("min"), (readings.get(key) or {}).get("max")
+        if low is not None and high is not None:
+            span = number(low, 0) if low == high else f"{number(low, 0)}-{number(high, 0)}"
+            parts.append(f"{label}{span} {unit}")
+    return "; " + ", ".join(parts) if parts else ""
+
+
+def _policy_notes(run: dict[str, Any]) -> list[str]:
+    """Which share the memory policy could apply, and where it fell back to equal shares."""
+    if run.get("policy") != "memory":
+        return []
+    fallback = run.get("policy_fallback") or {}
+    if not fallback:
+        return ["policy: concurrent steps share each GPU by the memory their processes hold"]
+    return [f"policy: memory share fell back to equal shares on GPU {gpu} for {number(note['equal_s'])} of "
+            f"{number(note['concurrent_s'])} s of concurrent steps ({'; '.join(note['reasons'])})"
+            for gpu, note in fallback.items()]

@@ -8,6 +8,8 @@ One recording (about 6 s of wall time) serves every test. Its devices:
 - `square`: 80 W / 450 W square wave (1.73 s period, 40% busy), energy counter updated every 100 ms;
 - `ramp`: piecewise-linear power 80 -> 450 -> 150 W, same counter;
 - `square-nocounter`, `ramp-nocounter`: the same curves without an energy counter (integrated power);
+- `steps-average`: power stepping 80 -> 450 -> 150 W on an Ampere device with no counter and no instant
+  field, so that its only power reading is `nvmlDeviceGetPowerUsage`, NVML's trailing 1 s average;
 - `lost`: 200 W, falls off the bus 3 s in.
 
 The simulation's clock is CLOCK_MONOTONIC since its first `nvmlInit`, which this module takes itself
@@ -29,7 +31,7 @@ import pandas as pd
 import pytest
 
 import profiler
-from profiler.energy import INSTANT_WINDOW
+from profiler.energy import AVERAGE_WINDOW_S, INSTANT_WINDOW, power_curve
 from profiler.model import SPAN_COLUMNS, frame_from_rows
 from profiler.nvml import NvmlBackend
 from profiler.readers.samples import SAMPLES_FILE
@@ -41,10 +43,13 @@ UPDATE_S = 0.1
 RUN_S = 6.0
 IDLE_W, BUSY_W, PERIOD_MS, DUTY = 80.0, 450.0, 1730.0, 0.4
 RAMP = [(0.0, 80.0), (1000.0, 80.0), (3500.0, 450.0), (4500.0, 450.0), (5500.0, 150.0)]
+#: Steps of 370 W up and 300 W down (over a millisecond each).
+STEPS = [(0.0, 80.0), (1500.0, 80.0), (1501.0, 450.0), (3500.0, 450.0), (3501.0, 150.0)]
 LOST_AFTER_MS = 3000.0
 UUID = {name: f"GPU-acc{i:05d}-0000-4000-8000-000000000000" for i, name in
-        enumerate(("square", "ramp", "square-nocounter", "ramp-nocounter", "lost"))}
+        enumerate(("square", "ramp", "square-nocounter", "ramp-nocounter", "lost", "steps-average"))}
 RAMP_POINTS = ",".join(f"{t:g}:{w:g}" for t, w in RAMP)
+STEP_POINTS = ",".join(f"{t:g}:{w:g}" for t, w in STEPS)
 SCENARIO = f"""\
 update_period_ms {UPDATE_S * 1e3:g}
 device uuid={UUID["square"]} name="Sim H100 square" arch=hopper
@@ -59,6 +64,9 @@ power points={RAMP_POINTS}
 unsupported energy_counter
 device uuid={UUID["lost"]} name="Sim H100 lost" arch=hopper lose_after_ms={LOST_AFTER_MS:g}
 power watts=200
+device uuid={UUID["steps-average"]} name="Sim A10, 1 s average power only" arch=ampere
+power points={STEP_POINTS}
+unsupported energy_counter power_instant power_average
 """
 
 #: Busy-phase edges of the square wave within the run (ms): where power steps by 370 W.
@@ -84,19 +92,19 @@ def square_energy(t_ms: float) -> float:
     return mj / 1e3
 
 
-def ramp_power(t_ms: np.ndarray | float) -> np.ndarray:
+def ramp_power(t_ms: np.ndarray | float, points: list[tuple[float, float]] = RAMP) -> np.ndarray:
     """Watts of the ramp at t (flat before the first and after the last point)."""
-    return np.interp(t_ms, [p[0] for p in RAMP], [p[1] for p in RAMP])
+    return np.interp(t_ms, [p[0] for p in points], [p[1] for p in points])
 
 
-def ramp_energy(t_ms: float) -> float:
+def ramp_energy(t_ms: float, points: list[tuple[float, float]] = RAMP) -> float:
     """Joules of the ramp from 0 to t (exact: trapezoids over the curve's own corners)."""
-    corners = np.array(sorted({0.0, t_ms, *(p[0] for p in RAMP if p[0] < t_ms)}))
-    return float(np.trapezoid(ramp_power(corners), corners)) / 1e3
+    corners = np.array(sorted({0.0, t_ms, *(p[0] for p in points if p[0] < t_ms)}))
+    return float(np.trapezoid(ramp_power(corners, points), corners)) / 1e3
 
 
 TRUTH = {"square": square_energy, "ramp": ramp_energy, "square-nocounter": square_energy,
-         "ramp-nocounter": ramp_energy}
+         "ramp-nocounter": ramp_energy, "steps-average": lambda t_ms: ramp_energy(t_ms, STEPS)}
 
 
 def truth(device: str, a_ms: float, b_ms: float) -> float:
@@ -278,6 +286,56 @@ def test_integrated_power_is_within_the_sensors_error(recording: Recording, devi
 def test_the_sensor_window_constant_matches_the_simulation() -> None:
     # The simulation's instant power is the mean over the last quarter of each update period.
     assert pytest.approx(0.25) == INSTANT_WINDOW
+
+
+# ---- only NVML's 1 s average: integrated where the power was drawn, not where it was read ---------
+
+#: Spans between and across the steps, one ending on a step and one starting on the next.
+SPANS_ACROSS_STEPS = [(300, 1300), (1300, 2500), (2500, 3500), (3500, 4500), (4500, 5600)]
+
+
+def _unshifted(rec: Recording, device: str, spans: list[tuple[float, float]]) -> list[float]:
+    """Each span's joules with the 1 s average integrated at its read times (what not to do)."""
+    samples = rec.run.samples
+    mine = samples[samples["gpu"] == UUID[device]]
+    t_s = (mine["t_ns"].to_numpy() - rec.to_ns(0)) / 1e9
+    knots_t, knots_e, _ = power_curve(t_s, mine["power_w"].to_numpy(dtype=np.float64))
+    return [float(np.interp(b / 1e3, knots_t, knots_e) - np.interp(a / 1e3, knots_t, knots_e))
+            for a, b in spans]
+
+
+def _average_tolerance(a_ms: float, b_ms: float) -> float:
+    """What the shifted average can get wrong over [a, b], in joules: a step in power is read as a
+    ramp a window long centred on it, which misplaces up to step x W / 8 across an end at the step;
+    where the update behind each reading was placed adds up to step x T / 2. 1% more covers the
+    rest (the sensor's mW rounding, the first reading held before its point)."""
+    reach_ms = AVERAGE_WINDOW_S * 1e3 / 2 + UPDATE_S * 1e3
+    steps = [(t, abs(w1 - w0)) for (t, w0), (_, w1) in zip(STEPS[1::2], STEPS[2::2], strict=True)]
+    near = sum(size for t, size in steps for end in (a_ms, b_ms) if abs(t - end) <= reach_ms)
+    return near * (AVERAGE_WINDOW_S / 8 + UPDATE_S / 2) + 0.01 * truth("steps-average", a_ms, b_ms)
+
+
+def test_a_1s_average_is_integrated_shifted_back_and_lands_closer_to_truth(recording: Recording) -> None:
+    ledger = _ledger(recording, "steps-average", SPANS_ACROSS_STEPS)
+    assert ledger.totals["gpus"][0]["energy_source"] == "measured:integrated-power"
+    assert ledger.checks["conservation_held"] is True
+    assert any("1 s average" in w for w in ledger.checks["warnings"])
+    table = _per_span(ledger, SPANS_ACROSS_STEPS)
+    table["truth"] = [truth("steps-average", a, b) for a, b in SPANS_ACROSS_STEPS]
+    table["unshifted"] = _unshifted(recording, "steps-average", SPANS_ACROSS_STEPS)
+    table["error_pct"] = 100.0 * (table["energy"] / table["truth"] - 1.0)
+    table["unshifted_error_pct"] = 100.0 * (table["unshifted"] / table["truth"] - 1.0)
+    print("\nsteps-average:\n" + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    shifted = (table["energy"] - table["truth"]).abs()
+    unshifted = (table["unshifted"] - table["truth"]).abs()
+    # Unshifted, a span ending within a second after a step loses or gains step x ~0.55 s; shifted,
+    # a step is smeared over a second and only an end near it misplaces up to step x W / 8.
+    assert shifted.max() < unshifted.max() / 4
+    assert shifted.sum() < unshifted.sum() / 2
+    assert (shifted <= [_average_tolerance(a, b) for a, b in SPANS_ACROSS_STEPS]).all(), table
+    # Honest about it: estimated, and within the uncertainty the ledger states.
+    assert table["estimated"].all()
+    assert (shifted <= table["uncertainty"]).all(), table
 
 
 # ---- a GPU lost mid-run ------------------------------------------------------------------------

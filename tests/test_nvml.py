@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,6 +20,8 @@ import pytest
 from profiler.errors import GpuReadError, GpuUnavailableError
 from profiler.gpu import CAPABILITIES, GpuBackend, GpuInfo
 from profiler.nvml import NvmlBackend, probe_gpus
+from profiler.readers.samples import read_samples
+from profiler.sampler import GpuSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,7 +125,8 @@ def test_one_unsupported_field_marks_only_that_field(sim: Sim) -> None:
     """)
     backend, (info,) = _open(nvml)
     assert info.supports == {"energy_counter": True, "power_instant": False, "power_average": False,
-                             "memory_v2": False, "processes": False, "utilization": False}
+                             "memory_v2": False, "processes": False, "utilization": False,
+                             "clocks": True, "temperature": True}
     assert info.details["power_source"] == "power_usage"
     assert info.details["memory_used_includes_reserved"] is True
     assert "Insufficient Permissions" in info.details["unsupported_reason"]["processes"]
@@ -253,6 +257,90 @@ def test_process_memory_sums_only_the_given_pids(sim: Sim) -> None:
     assert backend.read(0, pids=frozenset({100}), slow=False).proc_mem_bytes is None  # slow fields not read
     assert backend.read(0, pids=None, slow=True).proc_mem_bytes is None
     backend.close()
+
+
+def test_process_memory_is_read_per_pid(sim: Sim) -> None:
+    nvml = sim(f"""
+        {H100}
+        process pid=100 mem=1MiB
+        process pid=200 mem=2MiB
+        process pid=300 mem=4MiB
+        process pid=300 mem=8MiB
+        process pid=400 mem=na
+    """)
+    backend, _ = _open(nvml)
+    reading = backend.read(0, pids=frozenset({100, 300, 999}), slow=True)
+    # pid 300 is listed twice (as NVML lists a process once per MIG instance): its parts add up.
+    assert reading.proc_mem_bytes_by_pid == {100: 2**20, 300: 12 * 2**20}
+    assert reading.proc_mem_bytes == 13 * 2**20
+    assert backend.read(0, pids=frozenset({999}), slow=True).proc_mem_bytes_by_pid == {}
+    assert backend.read(0, pids=frozenset({100, 400}), slow=True).proc_mem_bytes_by_pid is None
+    assert backend.read(0, pids=frozenset({100}), slow=False).proc_mem_bytes_by_pid is None
+    backend.close()
+
+
+def test_clocks_and_temperature_are_slow_fields(sim: Sim) -> None:
+    nvml = sim(f"{H100} temp_c=67 sm_clock_mhz=1755 mem_clock_mhz=2619\n")
+    backend, (info,) = _open(nvml)
+    assert info.supports["clocks"] and info.supports["temperature"]
+    slow = backend.read(0, slow=True)
+    assert (slow.sm_clock_mhz, slow.mem_clock_mhz, slow.temp_c) == (1755.0, 2619.0, 67.0)
+    fast = backend.read(0)
+    assert (fast.sm_clock_mhz, fast.mem_clock_mhz, fast.temp_c) == (None, None, None)
+    backend.close()
+
+
+@pytest.mark.parametrize("missing", ["temperature", "clocks"])
+def test_an_unsupported_clock_or_temperature_is_missing_on_its_own(sim: Sim, missing: str) -> None:
+    backend, (info,) = _open(sim(f"{H100}\nunsupported {missing}\n"))
+    assert info.supports["temperature"] is (missing != "temperature")
+    assert info.supports["clocks"] is (missing != "clocks")
+    probe_key = "temperature" if missing == "temperature" else "clock_sm"
+    assert "Not Supported" in info.details["unsupported_reason"][probe_key]
+    reading = backend.read(0, slow=True)
+    if missing == "temperature":
+        assert reading.temp_c is None and reading.sm_clock_mhz == 1980.0 and reading.mem_clock_mhz == 2619.0
+    else:
+        assert reading.temp_c == 40.0 and reading.sm_clock_mhz is None and reading.mem_clock_mhz is None
+    assert reading.power_w is not None
+    backend.close()
+
+
+def test_a_clock_that_stops_answering_is_missing(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = sim(f"{H100}\n")
+    backend, _ = _open(nvml)
+    real = nvml.nvmlDeviceGetClockInfo
+
+    def memory_clock_unsupported(handle: object, clock: int) -> int:
+        if clock == nvml.NVML_CLOCK_MEM:
+            raise nvml.NVMLError(nvml.NVML_ERROR_NOT_SUPPORTED)
+        return real(handle, clock)
+
+    monkeypatch.setattr(nvml, "nvmlDeviceGetClockInfo", memory_clock_unsupported)
+    reading = backend.read(0, slow=True)
+    assert reading.mem_clock_mhz is None and reading.sm_clock_mhz == 1980.0 and reading.temp_c == 40.0
+    backend.close()
+
+
+def test_the_sampler_writes_per_process_memory_clocks_and_temperature(sim: Sim, tmp_path: Path) -> None:
+    nvml = sim(f"""
+        {H100} temp_c=55
+        process pid=4242 mem=18GiB
+        process pid=77 mem=2GiB
+        process pid=1 mem=5GiB
+        unsupported clocks
+    """)
+    sampler = GpuSampler(NvmlBackend(nvml, visible_devices=None), tmp_path / "samples.csv",
+                         interval_s=600.0, pids=lambda: frozenset({4242, 77}))
+    sampler.start()
+    sampler.tick(slow=False)
+    sampler.stop()
+    frame = read_samples(tmp_path / "samples.csv", [])
+    assert frame["proc_mem_bytes_by_pid"].tolist() == [f"77:{2 * 2**30};4242:{18 * 2**30}", None,
+                                                       f"77:{2 * 2**30};4242:{18 * 2**30}"]
+    assert frame["proc_mem_bytes"].tolist()[::2] == [20 * 2**30] * 2
+    assert frame["temp_c"].tolist()[::2] == [55.0, 55.0] and math.isnan(frame["temp_c"].iat[1])
+    assert frame[["sm_clock_mhz", "mem_clock_mhz"]].isna().all(axis=None)
 
 
 def test_gpu_lost_mid_run_raises_unavailable(sim: Sim) -> None:

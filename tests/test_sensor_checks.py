@@ -17,6 +17,7 @@ from profiler.sampler import MAX_SLOW_PERIOD_S, GpuSampler, tick_offset
 from profiler.sensor_checks import (
     CHECK_TOLERANCE,
     FALLBACK_PERCENTILE,
+    GpuSensor,
     energy_uncertainty,
     idle_power,
     power_vs_counter,
@@ -105,6 +106,53 @@ def test_instant_power_stands_before_its_read() -> None:
     knots_t, knots_e, _ = power_curve(reads, power, instant=True)
     before = np.interp(5.0, knots_t, knots_e) - np.interp(reads[0], knots_t, knots_e)
     assert before == pytest.approx(100.0 * (5.0 - reads[0]), rel=0.02)
+
+
+def _average_of_a_step(reads: np.ndarray) -> np.ndarray:
+    """NVML's trailing 1 s average, published every 100 ms, of a step from 100 W to 400 W at 5 s."""
+    last = np.floor(reads / 0.1) * 0.1
+    return 100.0 + 300.0 * np.clip(last - 5.0, 0.0, 1.0)
+
+
+def test_a_1s_average_stands_half_a_second_before_its_update() -> None:
+    reads = dithered_reads(100)
+    knots_t, knots_e, period = power_curve(reads, _average_of_a_step(reads), average_s=1.0)
+
+    def joules(a: float, b: float) -> float:
+        return float(np.interp(b, knots_t, knots_e) - np.interp(a, knots_t, knots_e))
+
+    assert period == pytest.approx(0.1, rel=0.01)
+    # Away from the step, exact; across it, the average's ramp (4.5 s to 5.5 s once shifted) puts
+    # step x W / 8 = 37.5 J before the step that belongs after it.
+    assert joules(1.0, 4.4) == pytest.approx(100.0 * 3.4, rel=1e-3)
+    assert joules(5.6, 7.5) == pytest.approx(400.0 * 1.9, rel=1e-3)
+    assert joules(1.0, 5.0) == pytest.approx(100.0 * 4.0 + 37.5, abs=2.0)
+    assert joules(4.0, 6.0) == pytest.approx(100.0 + 400.0, abs=2.0)  # the whole ramp inside: exact
+    # Integrated where it was read, the step arrives about 0.55 s late: 300 W x 0.55 s short.
+    unshifted_t, unshifted_e, _ = power_curve(reads, _average_of_a_step(reads))
+    late = np.interp(6.0, unshifted_t, unshifted_e) - np.interp(4.0, unshifted_t, unshifted_e)
+    assert late == pytest.approx(500.0 - 300.0 * 0.55, abs=10.0)
+
+
+def test_a_1s_average_has_a_wider_uncertainty_near_a_step() -> None:
+    t = np.arange(0.0, 10.0001, 0.1)
+    samples = frame_from_rows({"t_ns": (BASE_NS + t * 1e9).astype(np.int64).tolist(),
+                               "gpu": ["GPU-a"] * len(t), "power_w": _average_of_a_step(t).tolist()},
+                              SAMPLE_COLUMNS)
+    lines = build_timelines(samples, sensors={"GPU-a": GpuSensor("average")})
+    assert lines[0].power_reading == "average"
+    ns = lambda s: BASE_NS + int(s * 1e9)  # noqa: E731
+    calm, one_end, both_ends = energy_uncertainty(
+        np.array([200.0, 800.0, 50.0]), np.array([2.0, 2.0, 0.2]), np.array([ns(1.0), ns(5.0), ns(4.9)]),
+        np.array([ns(3.0), ns(7.0), ns(5.1)]), lines)
+    period = lines[0].update_period_s
+    assert calm == pytest.approx(100.0 * period + 0.05 * 200.0)
+    # An end within W/2 + T of the smeared step adds its 300 W spread x (W/8 + T/2).
+    end = 300.0 * (0.125 + period / 2)
+    assert one_end == pytest.approx(400.0 * period + end + 0.05 * 800.0)
+    # (From 4.9 s the reach ends a reading short of the top of the ramp: 270 W of spread, not 300.)
+    assert both_ends == pytest.approx(250.0 * period + 2 * end + 0.05 * 50.0, rel=0.05)
+    assert both_ends > 2 * end
 
 
 # ---- the sampler's schedule ---------------------------------------------------------------------

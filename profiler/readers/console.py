@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-from profiler.genai import span_row
+from profiler.genai import SpanRecord
 from profiler.readers.otlp import MAX_NS, normalise_id, status_of
 
 _intern = sys.intern
@@ -73,19 +73,14 @@ def iso_to_ns(text: Any) -> int | None:
     return nanos if 0 < nanos <= MAX_NS else None
 
 
-def rows_from_document(value: Any,
-                       on_unfinished: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
-    """Yield the `Run.spans` row of one console span (or send it to `on_unfinished` if it has not ended)."""
-    row = _row(value)
-    if row is None:
-        return
-    if row["end_ns"] is None:
-        on_unfinished(row)
-    else:
-        yield row
+def records_of(value: Any) -> Iterator[SpanRecord]:
+    """Yield the span of one console record (with `end_ns` None if it had not ended when printed)."""
+    record = _record(value)
+    if record is not None:
+        yield record
 
 
-def _row(span: dict[str, Any]) -> dict[str, Any] | None:
+def _record(span: dict[str, Any]) -> SpanRecord | None:
     context = span.get("context") or {}
     trace_id = normalise_id(context.get("trace_id"), 32)
     span_id = normalise_id(context.get("span_id"), 16)
@@ -97,17 +92,14 @@ def _row(span: dict[str, Any]) -> dict[str, Any] | None:
     attrs = {_intern(k): v for k, v in attrs.items()} if isinstance(attrs, dict) else {}
     resource = span["resource"].get("attributes") if isinstance(span.get("resource"), dict) else None
     parent = span.get("parent_id")
-    row = span_row(
+    return SpanRecord(
         trace_id=_intern(trace_id),
         span_id=span_id,
         parent_span_id=normalise_id(parent, 16) if parent else None,
         name=_intern(str(span.get("name") or "")),
         start_ns=start,
-        end_ns=end if end is not None else start,
+        end_ns=end,
         status=status_of(span.get("status")),
         attrs=attrs,
         resource=resource if isinstance(resource, dict) else {},
     )
-    if end is None:
-        row["end_ns"] = None
-    return row

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from profiler.errors import TraceFormatError
-from profiler.genai import span_row
+from profiler.genai import SpanRecord
 from profiler.readers.otlp import MAX_NS, normalise_id
 
 _intern = sys.intern
@@ -42,18 +42,16 @@ def _is_trace_list(data: Any) -> bool:
     return isinstance(data, list) and all(isinstance(t, dict) and "spans" in t for t in data[:1])
 
 
-def rows_from_document(value: Any,
-                       on_unfinished: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
-    """Yield a `Run.spans` row for every span in one Jaeger JSON value.
+def records_of(value: Any) -> Iterator[SpanRecord]:
+    """Yield every span in one Jaeger JSON value (Jaeger stores finished spans only).
 
     Raises:
         TraceFormatError: the answer carries Jaeger's own errors and no data.
     """
-    del on_unfinished  # Jaeger only stores finished spans
     if "traceID" in value and "spanID" in value and "spans" not in value:
-        row = _row(value, {})
-        if row is not None:
-            yield row
+        record = _record(value, {})
+        if record is not None:
+            yield record
         return
     if "spans" in value:
         traces = [value]
@@ -73,9 +71,9 @@ def rows_from_document(value: Any,
         spans = trace.get("spans")
         for span in spans if isinstance(spans, list) else ():
             if isinstance(span, dict):
-                row = _row(span, resources)
-                if row is not None:
-                    yield row
+                record = _record(span, resources)
+                if record is not None:
+                    yield record
 
 
 def _resource(process: Any) -> dict[str, Any]:
@@ -113,7 +111,7 @@ def _tag_value(kind: Any, value: Any) -> Any:
     return value
 
 
-def _row(span: dict[str, Any], resources: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def _record(span: dict[str, Any], resources: dict[str, dict[str, Any]]) -> SpanRecord | None:
     trace_id = normalise_id(span.get("traceID"), 32)
     span_id = normalise_id(span.get("spanID"), 16)
     start_us = _number(span.get("startTime"))
@@ -129,7 +127,7 @@ def _row(span: dict[str, Any], resources: dict[str, dict[str, Any]]) -> dict[str
     start_ns = int(start_us * 1000)
     if start_ns > MAX_NS:
         return None
-    return span_row(
+    return SpanRecord(
         trace_id=_intern(trace_id),
         span_id=span_id,
         parent_span_id=_parent(span, trace_id),

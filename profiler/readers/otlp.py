@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from profiler.genai import span_row
+from profiler.genai import SpanRecord
 
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 _STATUS_NAMES = {"STATUS_CODE_UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_CODE_ERROR": "error",
@@ -138,11 +138,8 @@ def looks_like_otlp(document: Any) -> bool:
 _OTLP_KEYS = ("resourceSpans", "resource_spans", "scopeSpans", "scope_spans")
 
 
-def rows_from_document(document: Any, on_unfinished: Callable[[dict[str, Any]], None]) -> Iterator[dict[str, Any]]:
-    """Yield a `Run.spans` row for every span in one OTLP JSON document.
-
-    A span that has not ended (no end time) goes to `on_unfinished` instead.
-    """
+def records_of(document: Any) -> Iterator[SpanRecord]:
+    """Yield every span of one OTLP JSON document (those that have not ended with `end_ns` None)."""
     for resource_spans in resource_spans_of(document):
         resource_field = resource_spans.get("resource")
         resource = decode_attributes(resource_field.get("attributes") if isinstance(resource_field, dict) else None)
@@ -152,16 +149,12 @@ def rows_from_document(document: Any, on_unfinished: Callable[[dict[str, Any]], 
                 continue
             spans = scope_spans.get("spans") or ()
             for span in spans if isinstance(spans, list) else ():
-                row = _row(span, resource)
-                if row is None:
-                    continue
-                if row["end_ns"] is None:
-                    on_unfinished(row)
-                else:
-                    yield row
+                record = _record(span, resource)
+                if record is not None:
+                    yield record
 
 
-def _row(span: Any, resource: dict[str, Any]) -> dict[str, Any] | None:
+def _record(span: Any, resource: dict[str, Any]) -> SpanRecord | None:
     if not isinstance(span, dict):
         return None
     trace_id = span.get("traceId") or span.get("trace_id")
@@ -183,20 +176,10 @@ def _row(span: Any, resource: dict[str, Any]) -> dict[str, Any] | None:
         parent = normalise_id(parent, 16)
     status = span.get("status")
     code = status.get("code", 0) if type(status) is dict else None
-    row = span_row(
-        trace_id=_intern(trace_id),
-        span_id=span_id,
-        parent_span_id=parent or None,
-        name=_intern(str(span.get("name") or "")),
-        start_ns=start,
-        end_ns=end if end else start,
-        status=_STATUS[code] if type(code) is int and code in _STATUS else status_of(status),
-        attrs=decode_attributes(span.get("attributes")),
-        resource=resource,
-    )
-    if not end:
-        row["end_ns"] = None
-    return row
+    return SpanRecord(
+        _intern(trace_id), span_id, parent or None, _intern(str(span.get("name") or "")), start, end or None,
+        _STATUS[code] if type(code) is int and code in _STATUS else status_of(status),
+        decode_attributes(span.get("attributes")), resource)
 
 
 def _nanos(value: Any) -> int | None:

@@ -14,6 +14,9 @@ from profiler.model import SAMPLE_COLUMNS, empty_frame, frame_from_rows
 
 SAMPLES_FILE = "samples.csv"
 HEADER = ",".join(SAMPLE_COLUMNS) + "\n"
+#: Columns read as text; the others must be numbers. A column the file lacks (an older writer's)
+#: reads as unknown, and one this reader does not know is ignored.
+_TEXT_COLUMNS = {name: str for name, dtype in SAMPLE_COLUMNS.items() if dtype == "object"}
 
 
 class SamplesWriter:
@@ -63,10 +66,10 @@ def read_samples(path: Path, warnings: list[str]) -> pd.DataFrame:
     if missing:
         raise TraceFormatError(f"{path}:1: not a samples file (header lacks {', '.join(missing)})")
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype={"gpu": str})
+        frame = pd.read_csv(io.StringIO(text), dtype=_TEXT_COLUMNS)
     except (ValueError, pd.errors.ParserError) as err:
         raise TraceFormatError(f"{path}: malformed samples ({str(err).splitlines()[0]})") from None
-    numeric = [c for c in SAMPLE_COLUMNS if c != "gpu" and c in frame]
+    numeric = [c for c in SAMPLE_COLUMNS if c not in _TEXT_COLUMNS and c in frame]
     if len(frame) and (not pd.api.types.is_integer_dtype(frame["t_ns"]) or not all(
             pd.api.types.is_numeric_dtype(frame[c]) for c in numeric)):
         _raise_first_bad_cell(path, text, numeric)

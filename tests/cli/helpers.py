@@ -9,7 +9,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from profiler.cli import app
-from profiler.model import SAMPLE_COLUMNS
+from profiler.model import SAMPLE_COLUMNS, format_pid_memory
 
 BASE_NS = 1_760_000_000_000_000_000
 S = 1_000_000_000
@@ -60,10 +60,14 @@ def agent(span_id: str, start: float, end: float, *, conversation: str = "conv-a
                      gen_ai__conversation__id=conversation)
 
 
-def write_trace(path: Path, spans: list[dict[str, Any]]) -> Path:
-    """Write spans as OTLP JSON Lines, one `TracesData` per span."""
-    path.write_text("".join(json.dumps({"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [
-        {"spans": [span]}]}]}) + "\n" for span in spans), encoding="utf-8")
+def write_trace(path: Path, spans: list[dict[str, Any]], *, pid: int | None = None,
+                append: bool = False) -> Path:
+    """Write spans as OTLP JSON Lines, one `TracesData` per span (from process `pid`, when given)."""
+    resource = [_kv("process.pid", pid)] if pid is not None else []
+    text = "".join(json.dumps({"resourceSpans": [{"resource": {"attributes": resource}, "scopeSpans": [
+        {"spans": [span]}]}]}) + "\n" for span in spans)
+    with path.open("a" if append else "w", encoding="utf-8") as stream:
+        stream.write(text)
     return path
 
 
@@ -86,14 +90,16 @@ def agent_session(*, second_chat_tokens: int = 500, extra_tool: bool = False, dr
 
 
 def write_samples(path: Path, start_s: float, end_s: float, *, watts: float = 200.0, gpu: str = "GPU-test",
-                  mem_bytes: float = 8 * 1024**3) -> Path:
+                  mem_bytes: float = 8 * 1024**3, by_pid: dict[int, int] | None = None) -> Path:
     """Our samples.csv for one GPU, every 0.1 s, at a steady power, memory and full utilisation."""
     lines = [",".join(SAMPLE_COLUMNS)]
     steps = round((end_s - start_s) * 10)
     for i in range(steps + 1):
         t = start_s + i / 10
         values = {"t_ns": BASE_NS + round(t * S), "gpu": gpu, "energy_j": watts * (t - start_s), "power_w": watts,
-                  "mem_used_bytes": mem_bytes if i else 0.0, "proc_mem_bytes": "", "util_pct": 100.0}
-        lines.append(",".join(str(values[c]) for c in SAMPLE_COLUMNS))
+                  "mem_used_bytes": mem_bytes if i else 0.0,
+                  "proc_mem_bytes": sum((by_pid or {}).values()) or "",
+                  "util_pct": 100.0, "proc_mem_bytes_by_pid": format_pid_memory(by_pid) or ""}
+        lines.append(",".join(str(values.get(c, "")) for c in SAMPLE_COLUMNS))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

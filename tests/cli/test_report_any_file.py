@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import agent_session, invoke, write_trace
+from .helpers import agent_session, invoke, write_samples, write_trace
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 REAL = Path(__file__).resolve().parents[3] / "shared" / "reference" / "real-traces"
@@ -69,3 +69,26 @@ def test_a_cut_short_last_line_is_a_warning_and_the_rest_is_reported(tmp_path: P
     report = json.loads(result.stdout)
     assert report["totals"]["model_calls"] == 2
     assert any("incomplete" in w for w in report["checks"]["warnings"])
+
+
+def test_policy_memory_splits_two_processes_sessions_by_the_memory_each_holds(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_trace(run_dir / "spans.jsonl", agent_session(conversation="a"), pid=100)
+    other_trace = "4bf92f3577b34da6a3ce929d0e0e4737"
+    write_trace(run_dir / "spans.jsonl", agent_session(conversation="b", trace=other_trace), pid=200,
+                append=True)
+    write_samples(run_dir / "samples.csv", 0.0, 10.0, watts=200.0, by_pid={100: 3 * 2**30, 200: 2**30})
+    shares = {}
+    for policy in ("equal", "memory"):
+        result = invoke("report", run_dir, "--policy", policy, "--format", "json", "--by", "session")
+        assert result.exit_code == 0, result.stderr
+        document = json.loads(result.stdout)
+        shares[policy] = {g["session"]: g["energy_j"] for g in document["groups"]}
+    assert shares["equal"]["a"] == pytest.approx(1000.0) and shares["equal"]["b"] == pytest.approx(1000.0)
+    assert shares["memory"]["a"] == pytest.approx(1500.0) and shares["memory"]["b"] == pytest.approx(500.0)
+    assert document["run"]["policy"] == "memory" and document["run"]["policy_fallback"] == {}
+    table = invoke("report", run_dir, "--policy", "memory")
+    assert "policy: concurrent steps share each GPU by the memory their processes hold" in table.stdout
+    wrong = invoke("report", run_dir, "--policy", "bytes")
+    assert wrong.exit_code != 0 and "memory" in wrong.stderr

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
+from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame, format_pid_memory
 from profiler.timeline import GIB
 
 BASE_NS = 1_700_000_000_000_000_000
@@ -49,6 +49,7 @@ def span(
     reported_cost_usd: float = NAN,
     status: str = "unset",
     attributes: dict[str, Any] | None = None,
+    pid: int | None = None,
 ) -> dict[str, Any]:
     """One row of `Run.spans`, as the readers would produce it."""
     return {
@@ -71,6 +72,7 @@ def span(
         "reported_cost_usd": reported_cost_usd,
         "remote": remote,
         "session_root": session_root,
+        "pid": NAN if pid is None else float(pid),
         "attributes": dict(attributes or {}),
     }
 
@@ -124,6 +126,13 @@ def spans_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
+def _pid_cells(value: Any, n: int) -> list[str | None]:
+    if value is None or isinstance(value, dict):
+        return [format_pid_memory(value)] * n
+    assert len(value) == n, f"{len(value)} per-process readings for {n} sample times"
+    return [format_pid_memory(v) for v in value]
+
+
 def _series(value: Any, n: int) -> np.ndarray:
     if value is None:
         return np.full(n, np.nan)
@@ -143,8 +152,13 @@ def samples_frame(
     mem_used_bytes: Any = None,
     proc_mem_bytes: Any = None,
     util_pct: Any = None,
+    sm_clock_mhz: Any = None,
+    mem_clock_mhz: Any = None,
+    temp_c: Any = None,
+    proc_mem_bytes_by_pid: Any = None,
 ) -> pd.DataFrame:
-    """A `Run.samples` frame for one GPU; each series is None (NaN), a scalar or a sequence."""
+    """A `Run.samples` frame for one GPU; each series is None (NaN), a scalar or a sequence
+    (`proc_mem_bytes_by_pid`: None, one `{pid: bytes}` for every sample, or one per sample)."""
     n = len(times_s)
     # Built column by column with the model's dtypes (faster than `frame_from_rows`, which property
     # tests would call thousands of times).
@@ -157,6 +171,10 @@ def samples_frame(
             "mem_used_bytes": _series(mem_used_bytes, n),
             "proc_mem_bytes": _series(proc_mem_bytes, n),
             "util_pct": _series(util_pct, n),
+            "sm_clock_mhz": _series(sm_clock_mhz, n),
+            "mem_clock_mhz": _series(mem_clock_mhz, n),
+            "temp_c": _series(temp_c, n),
+            "proc_mem_bytes_by_pid": pd.Series(_pid_cells(proc_mem_bytes_by_pid, n), dtype=object),
         },
         columns=list(SAMPLE_COLUMNS),
     )

@@ -10,8 +10,9 @@ import pytest
 
 from profiler import attribute
 from profiler.ledger import INCLUSIVE_COLUMNS
+from profiler.model import format_pid_memory
 from profiler.pricing import Prices
-from profiler.timeline import QUANTITIES
+from profiler.timeline import GIB, QUANTITIES
 
 from .builders import (
     assert_inclusive_is_self_plus_descendants,
@@ -407,8 +408,173 @@ def test_policy_tokens_still_gives_a_remote_call_nothing_beside_a_local_step() -
 
 
 def test_an_unknown_policy_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown policy 'memory'"):
-        attribute(make_run(), policy="memory")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown policy 'bytes'"):
+        attribute(make_run(), policy="bytes")  # type: ignore[arg-type]
+
+
+def two_processes(by_pid, *, start: float = 0, end: float = 10, **kwargs) -> pd.DataFrame:
+    """A GPU at 100 W whose per-process memory is `by_pid` ({pid: GiB}, or one such dict per sample)."""
+    samples = steady_gpu(start, end, power_w=100.0, **kwargs)
+    readings = [by_pid] * len(samples) if isinstance(by_pid, dict) else by_pid
+    cells = [{pid: round(gib * GIB) for pid, gib in reading.items()} for reading in readings]
+    samples["proc_mem_bytes"] = [float(sum(reading.values())) for reading in cells]
+    samples["proc_mem_bytes_by_pid"] = [format_pid_memory(reading) for reading in cells]
+    return samples
+
+
+def test_policy_memory_splits_a_shared_slice_by_each_process_memory() -> None:
+    samples = two_processes({100: 3.0, 200: 1.0})
+    run = make_run(
+        [
+            span("s", start=0, end=10, session_root=True, pid=100),
+            span("a", "s", start=0, end=10, kind="execute_tool", pid=100),
+            span("b", "s", start=0, end=10, kind="execute_tool", pid=200),  # a worker process
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    assert value(ledger, "a", "self_energy_j") == pytest.approx(750.0)
+    assert value(ledger, "b", "self_energy_j") == pytest.approx(250.0)
+    assert value(ledger, "a", "self_gpu_s") == pytest.approx(7.5)
+    assert value(ledger, "b", "self_gpu_mem_gib_s") == pytest.approx(10.0)  # a quarter of 4 GiB x 10 s
+    assert ledger.run["policy"] == "memory" and ledger.run["policy_fallback"] == {}
+    assert_conserved(ledger, samples)
+    equal = attribute(run)
+    assert value(equal, "a", "self_energy_j") == pytest.approx(500.0)
+    assert "policy_fallback" not in equal.run
+
+
+def test_policy_memory_splits_a_process_share_equally_among_its_leaves() -> None:
+    samples = two_processes({100: 3.0, 200: 1.0})
+    run = make_run(
+        [
+            span("s", start=0, end=10, session_root=True, pid=100),
+            span("a1", "s", start=0, end=10, kind="execute_tool", pid=100),
+            span("a2", "s", start=0, end=10, kind="execute_tool", pid=100),
+            span("b", "s", start=0, end=10, kind="execute_tool", pid=200),
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    assert value(ledger, "a1", "self_energy_j") == pytest.approx(375.0)
+    assert value(ledger, "a2", "self_energy_j") == pytest.approx(375.0)
+    assert value(ledger, "b", "self_energy_j") == pytest.approx(250.0)
+    assert_conserved(ledger, samples)
+
+
+def test_policy_memory_holds_each_reading_until_the_next() -> None:
+    # Slow readings at 0 s and 5 s: 1 GiB each, then process 100 grows to 3 GiB.
+    times = np.round(np.arange(0, 10.05, 0.1), 9)
+    readings = [{100: 1.0, 200: 1.0} if t < 5 else {100: 3.0, 200: 1.0} for t in times]
+    samples = two_processes(readings)
+    run = make_run(
+        [
+            span("a", start=0, end=10, kind="execute_tool", pid=100, session="s"),
+            span("b", start=0, end=10, kind="execute_tool", pid=200, session="s"),
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    assert value(ledger, "a", "self_energy_j") == pytest.approx(250.0 + 375.0)
+    assert value(ledger, "b", "self_energy_j") == pytest.approx(250.0 + 125.0)
+    assert_conserved(ledger, samples)
+
+
+def test_policy_memory_splits_concurrent_sessions_of_two_processes() -> None:
+    # Two sessions read from a trace without session spans: each session's own row (its overhead)
+    # takes its process from the session's steps.
+    samples = two_processes({100: 3.0, 200: 1.0})
+    run = make_run(
+        [
+            span("a", start=0, end=10, kind="invoke_agent", trace="t1", pid=100),
+            span("b", start=0, end=2, kind="invoke_agent", trace="t2", pid=200),
+            span("b2", start=8, end=10, kind="invoke_agent", trace="t2", pid=200),
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    session_b = ledger.steps[ledger.steps["session_id"] == "t2"]
+    overhead_b = float(session_b.loc[session_b["kind"] == "session", "self_energy_j"].iloc[0])
+    assert value(ledger, "a", "self_energy_j") == pytest.approx(750.0)
+    assert value(ledger, "b", "self_energy_j") + value(ledger, "b2", "self_energy_j") == pytest.approx(100.0)
+    assert overhead_b == pytest.approx(150.0)  # its 6 s between steps, at a quarter
+    assert ledger.run["policy_fallback"] == {}
+    assert_conserved(ledger, samples)
+
+
+def test_policy_memory_falls_back_to_equal_shares_without_per_process_memory() -> None:
+    samples = steady_gpu(0, 10, power_w=100.0)  # device memory only, as in a container
+    run = make_run(
+        [
+            span("a", start=0, end=10, kind="execute_tool", pid=100, session="s"),
+            span("b", start=0, end=10, kind="execute_tool", pid=200, session="s"),
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    assert value(ledger, "a", "self_energy_j") == pytest.approx(500.0)
+    assert value(ledger, "b", "self_energy_j") == pytest.approx(500.0)
+    (note,) = ledger.run["policy_fallback"].values()
+    assert note["equal_s"] == pytest.approx(10.0) and note["concurrent_s"] == pytest.approx(10.0)
+    assert note["reasons"] == ["no per-process memory in this GPU's samples"]
+    assert_conserved(ledger, samples)
+
+
+def test_policy_memory_falls_back_where_a_step_has_no_process_or_none_holds_memory() -> None:
+    times = np.round(np.arange(0, 10.05, 0.1), 9)
+    readings = [{100: 3.0, 200: 1.0} if t < 6 else {} for t in times]  # both free their memory at 6 s
+    samples = two_processes(readings)
+    run = make_run(
+        [
+            span("a", start=0, end=10, kind="execute_tool", pid=100, session="s"),
+            span("b", start=0, end=4, kind="execute_tool", pid=200, session="s"),
+            span("x", start=4, end=10, kind="execute_tool", session="s"),  # another tool's span: no pid
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    assert value(ledger, "a", "self_energy_j") == pytest.approx(300.0 + 300.0)
+    assert value(ledger, "b", "self_energy_j") == pytest.approx(100.0)
+    assert value(ledger, "x", "self_energy_j") == pytest.approx(300.0)
+    (note,) = ledger.run["policy_fallback"].values()
+    assert note["equal_s"] == pytest.approx(6.0) and note["concurrent_s"] == pytest.approx(10.0)
+    assert note["reasons"] == ["steps without a process id"]
+    assert_conserved(ledger, samples)
+
+
+def test_policy_memory_falls_back_where_no_active_process_holds_memory() -> None:
+    samples = two_processes({100: 0.0, 300: 2.0})  # process 300 holds the GPU but runs no step
+    run = make_run(
+        [
+            span("a", start=0, end=10, kind="execute_tool", pid=100, session="s"),
+            span("b", start=0, end=10, kind="execute_tool", pid=200, session="s"),
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    assert value(ledger, "a", "self_energy_j") == pytest.approx(500.0)
+    (note,) = ledger.run["policy_fallback"].values()
+    assert note["reasons"] == ["no active step's process held memory on this GPU"]
+    assert_conserved(ledger, samples)
+
+
+def test_policy_memory_gives_a_remote_call_nothing_beside_a_local_step() -> None:
+    samples = two_processes({100: 1.0, 200: 3.0})
+    run = make_run(
+        [
+            span("s", start=0, end=10, session_root=True, pid=100),
+            chat("r", "s", start=0, end=10, remote=True, pid=200),
+            span("t", "s", start=0, end=6, kind="execute_tool", pid=100),
+            chat("r2", "s", start=6, end=10, remote=True, pid=100),
+        ],
+        samples,
+    )
+    ledger = attribute(run, policy="memory")
+    assert value(ledger, "t", "self_energy_j") == pytest.approx(600.0)
+    # With only remote calls open, the GPU the session holds goes to them, split by memory.
+    assert value(ledger, "r", "self_energy_j") == pytest.approx(300.0)
+    assert value(ledger, "r2", "self_energy_j") == pytest.approx(100.0)
+    assert_conserved(ledger, samples)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -34,6 +34,8 @@ PRICER = ApiPricer()  # shared, so repeated call shapes hit its cache
 
 times_ms = st.integers(min_value=-3_000, max_value=23_000)
 maybe_nan = st.floats(min_value=0.0, max_value=1.0)
+#: The processes spans run in (None: a span from a tool that does not say).
+PIDS = (None, 100, 100, 200)
 
 
 @st.composite
@@ -57,7 +59,8 @@ def span_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
                     )
                 )
             rows.append(
-                span(root_id, outer, start=start / 1e3, end=end / 1e3, trace=trace, session_root=True)
+                span(root_id, outer, start=start / 1e3, end=end / 1e3, trace=trace, session_root=True,
+                     pid=draw(st.sampled_from(PIDS)))
             )
             ids.append(root_id)
         for k in range(draw(st.integers(0 if ids else 1, 7))):
@@ -81,6 +84,7 @@ def span_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
                     provider="openai",
                     input_tokens=tokens,
                     output_tokens=tokens / 10,
+                    pid=draw(st.sampled_from(PIDS)),
                 )
             )
             ids.append(span_id)
@@ -111,6 +115,7 @@ def gpu_samples(draw: st.DrawFn, gpu: str) -> pd.DataFrame:
             draw, np.where(np.array(draw(floats)) < 0.2, 0.0, np.array(draw(floats)) * 40 * GIB)
         )
     util = _with_gaps(draw, 100.0 * np.array(draw(floats)))
+    by_pid = draw(st.one_of(st.none(), st.lists(pid_memory(), min_size=n, max_size=n)))
     return samples_frame(
         [t / 1e3 for t in times],
         gpu=gpu,
@@ -119,7 +124,17 @@ def gpu_samples(draw: st.DrawFn, gpu: str) -> pd.DataFrame:
         mem_used_bytes=mem,
         proc_mem_bytes=proc,
         util_pct=util,
+        proc_mem_bytes_by_pid=by_pid,
     )
+
+
+@st.composite
+def pid_memory(draw: st.DrawFn) -> dict[int, int] | None:
+    """One reading of per-process memory: unread (None), or some of the run's processes, zeros included."""
+    if draw(st.integers(0, 3)) == 0:
+        return None
+    held = st.sampled_from([0, 1, 2**20, 3 * 2**30, 40 * 2**30])
+    return draw(st.dictionaries(st.sampled_from([p for p in PIDS if p is not None] + [999]), held))
 
 
 @st.composite

@@ -277,6 +277,13 @@ def test_the_session_falls_back_to_the_resource_then_the_trace() -> None:
     assert row_of({"session.id": 12345})["session_id"] == "12345"
 
 
+def test_the_process_id_comes_from_the_span_else_the_resource() -> None:
+    assert row_of({}, resource={"process.pid": 4242})["pid"] == 4242.0
+    assert row_of({"process.pid": "17"}, resource={"process.pid": 4242})["pid"] == 17.0
+    assert math.isnan(row_of({})["pid"])  # another tool's span that does not say
+    assert math.isnan(row_of({}, resource={"process.pid": "not a pid"})["pid"])
+
+
 @pytest.mark.parametrize(
     "key", ["llm.cost.total", "gen_ai.usage.cost", "operation.cost", "gen_ai.usage.cost_usd"]
 )

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from decimal import Decimal
 from pathlib import Path
 
 import genai_prices
+import numpy as np
 import pytest
 
 from profiler.errors import ConfigError
@@ -17,6 +19,7 @@ from profiler.pricing import (
     DEFAULT_SOURCES,
     ApiPricer,
     Prices,
+    _LinearPrice,
     load_prices,
     with_overrides,
 )
@@ -353,11 +356,149 @@ def test_the_cache_reuses_lookups_for_the_same_call_shape(monkeypatch: pytest.Mo
     )
     assert again is first  # the very record from the cache, not a fresh computation
     assert len(calls) == looked_up
-    price(pricer, start_ns=ns_at(dt.datetime(2025, 1, 16, 12, tzinfo=dt.timezone.utc)))
-    assert len(calls) > looked_up  # another day: prices may differ, so a new lookup
+    next_day = price(pricer, start_ns=ns_at(dt.datetime(2025, 1, 16, 12, tzinfo=dt.timezone.utc)))
+    # Another day: a new lookup where the model's prices have dates; gpt-4o has one undated price.
+    assert len(calls) == looked_up and next_day.cost_usd == first.cost_usd
     # An unpriced lookup is cached too; a reported cost still applies on every hit.
     price(pricer, model="no-such-model-xyz", provider=None)
     unknown = calls.count("no-such-model-xyz")
     hit = price(pricer, model="no-such-model-xyz", provider=None, reported_cost_usd=0.1)
     assert hit.cost_usd == 0.1
     assert calls.count("no-such-model-xyz") == unknown
+    provider, model, before, _ = _a_price_change()
+    price(pricer, model, provider, start_ns=ns_at(before))
+    looked_up = len(calls)
+    price(pricer, model, provider, start_ns=ns_at(before + dt.timedelta(days=1)))
+    assert len(calls) > looked_up
+
+
+# ----------------------------------------------------------------------------------------------
+# Many calls at once: the same answers as one call at a time
+
+_SHAPES = [
+    ("gpt-4o", "openai"), ("gpt-4o-mini", "openai"), ("gpt-4o", "some.gateway"), ("gpt-5", None),
+    ("claude-sonnet-4-20250514", "anthropic"), ("claude-opus-4.6-1m", None), ("gemini-2.5-pro", "google"),
+    ("no-such-model-xyz", None), (None, "openai"), ("llama3", "ollama"), ("qwen", "vllm"),
+]
+
+
+def random_calls(seed: int, n: int) -> dict[str, np.ndarray]:
+    """Calls of known, unknown, tiered (some past their threshold), unnamed and self-hosted models,
+    with absent (NaN), fractional, cache-heavy and huge token counts, on days years apart."""
+    rng = np.random.default_rng(seed)
+    shape = rng.integers(0, len(_SHAPES), n)
+    size = rng.choice([1_000, 30_000, 400_000, 10**12], n, p=[0.4, 0.35, 0.2, 0.05])
+    inp = np.floor(rng.random(n) * size) + rng.choice([0.0, 0.5], n, p=[0.9, 0.1])
+    out = rng.integers(0, 5_000, n).astype(float)
+    read = np.where(rng.random(n) < 0.5, np.floor(inp * rng.random(n) * 1.1), np.nan)  # now and then > input
+    write = np.where(rng.random(n) < 0.2, np.floor(rng.random(n) * 2_000), np.nan)
+    for column in (inp, out):
+        column[rng.random(n) < 0.05] = np.nan
+    day = rng.choice(np.arange(19_800, 20_500, 37), n)  # a few dozen days from 2024 to 2026
+    return {
+        "model": np.array([_SHAPES[i][0] for i in shape], dtype=object),
+        "provider": np.array([_SHAPES[i][1] for i in shape], dtype=object),
+        "input_tokens": inp, "output_tokens": out, "cache_read_tokens": read, "cache_write_tokens": write,
+        "start_ns": day * 86_400_000_000_000 + rng.integers(0, 86_400, n) * 1_000_000_000,
+        "reported_cost_usd": np.where(rng.random(n) < 0.3, rng.random(n), np.nan),
+    }
+
+
+class CountingPricer(ApiPricer):
+    """Counts the calls priced one at a time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.one_at_a_time = 0
+
+    def price(self, **call):
+        self.one_at_a_time += 1
+        return super().price(**call)
+
+
+def assert_same_as_one_at_a_time(calls: dict[str, np.ndarray], got: tuple[np.ndarray, ...],
+                                 pricer: ApiPricer) -> None:
+    cost, source, detail = got
+    for i in range(len(cost)):
+        want = pricer.price(**{name: values[i].item() if isinstance(values[i], np.generic) else values[i]
+                               for name, values in calls.items()})
+        # repr tells apart every float, 0.0 from -0.0 and any NaN from a number
+        got_i = (repr(float(cost[i])), source[i], detail[i])
+        assert got_i == (repr(want.cost_usd), want.source, want.detail), i
+
+
+def test_pricing_many_calls_at_once_gives_exactly_the_per_call_answers() -> None:
+    calls = random_calls(seed=11, n=3_000)
+    pricer = CountingPricer()
+    got = pricer.price_many(**calls)
+    assert pricer.one_at_a_time < 2_000  # a thousand calls and more took the vectorised path
+    assert set(got[1]) == {"computed:genai-prices", "provider", "self-hosted", "unpriced"}
+    assert_same_as_one_at_a_time(calls, got, ApiPricer())
+
+
+def test_pricing_many_calls_agrees_with_a_pricer_that_already_priced_some_of_them() -> None:
+    calls = random_calls(seed=12, n=600)
+    pricer = ApiPricer()
+    first = {name: values[:200] for name, values in calls.items()}
+    assert_same_as_one_at_a_time(first, pricer.price_many(**first), ApiPricer())
+    assert_same_as_one_at_a_time(calls, pricer.price_many(**calls), ApiPricer())
+
+
+def test_pricing_no_calls_at_once() -> None:
+    none = {name: values[:0] for name, values in random_calls(1, 1).items()}
+    cost, source, detail = ApiPricer().price_many(**none)
+    assert (len(cost), len(source), len(detail)) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("model", "provider"), [
+    ("gpt-4o-mini", "openai"), ("claude-sonnet-4-20250514", "anthropic"), ("gemini-2.5-pro", "google"),
+    ("claude-opus-4.6-1m", None),
+])
+def test_a_linear_price_in_integers_divides_to_the_decimal_price(model: str, provider: str | None) -> None:
+    # The exactness of `price_many`: N / 10**m in binary floating point, N below 2**53 and m at most
+    # 22, is the correctly rounded quotient, which is what float(Decimal) gives `_LinearPrice.cost`.
+    linear = _LinearPrice.fit(model, provider, ns_at(dt.datetime(2025, 9, 1, tzinfo=dt.timezone.utc)))
+    assert linear is not None and linear.scaled() is not None
+    (base, *per_token), exponent = linear.scaled()
+    rng = np.random.default_rng(5)
+    for _ in range(20_000):
+        size = int(rng.choice([10**3, 10**5, 10**7, 10**10]))
+        inp = int(rng.integers(0, size))
+        out, read, write = (int(rng.integers(0, high)) for high in (size, inp + 1, size // 10 + 1))
+        tokens = (inp, out, read, write)
+        numerator = base + sum(k * t for k, t in zip(per_token, tokens, strict=True))
+        if abs(numerator) > 2**53:
+            continue
+        assert np.float64(numerator) / np.float64(10**exponent) == linear.cost(*tokens), tokens
+
+
+@pytest.mark.parametrize(("calls", "one_at_a_time"), [
+    # 250*input + 1000*output: the last sum passes 2**53 though each of its terms stays below it
+    ([(10**6, 100), (3 * 10**13, 0), (3 * 10**13, 2 * 10**12)], 1),
+    # 250 * 4e13 passes 2**53 on its own: the whole day of this model is priced call by call
+    ([(10**6, 100), (4 * 10**13, 0)], 2),
+])
+def test_calls_past_exact_integers_are_priced_one_at_a_time(calls: list[tuple[int, int]],
+                                                           one_at_a_time: int) -> None:
+    per_million = (Decimal("0.00"), Decimal("2.50"), Decimal("10.00"), Decimal("-1.25"), Decimal("0.00"))
+    linear = _LinearPrice(per_million, "test/model")
+    day = 20_000
+
+    def pricer() -> CountingPricer:
+        fitted = CountingPricer()
+        fitted._linear[("model", "provider", day)] = linear
+        return fitted
+
+    n = len(calls)
+    columns = {
+        "model": np.full(n, "model", dtype=object), "provider": np.full(n, "provider", dtype=object),
+        "input_tokens": np.array([float(inp) for inp, _ in calls]),
+        "output_tokens": np.array([float(out) for _, out in calls]),
+        "cache_read_tokens": np.full(n, np.nan), "cache_write_tokens": np.full(n, np.nan),
+        "start_ns": np.full(n, day * 86_400_000_000_000), "reported_cost_usd": np.full(n, np.nan),
+    }
+    many = pricer()
+    got = many.price_many(**columns)
+    assert many.one_at_a_time == one_at_a_time
+    assert_same_as_one_at_a_time(columns, got, pricer())
+    assert got[0][1] == calls[1][0] * 2.5 / 10**6

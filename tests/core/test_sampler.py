@@ -13,9 +13,10 @@ import pytest
 
 from profiler.errors import GpuUnavailableError
 from profiler.gpu import NullBackend
+from profiler.model import parse_pid_memory
 from profiler.readers.samples import read_samples
 from profiler.sampler import THREAD_NAME, GpuSampler
-from profiler.testing import FakeGpuBackend
+from profiler.testing import FakeGpuBackend, ReplayBackend
 
 from .builders import BASE_NS
 
@@ -121,6 +122,51 @@ def test_readings_follow_the_scripted_backend_and_the_injected_clock(tmp_path: P
     assert frame["t_ns"].is_monotonic_increasing
     assert set(sampler.first_rows) == {"GPU-fake-0", "GPU-fake-1"}
     assert sampler.first_rows["GPU-fake-0"][3] == 100.0
+
+
+def test_per_process_memory_clocks_and_temperature_are_slow_fields(tmp_path: Path) -> None:
+    seconds = SecondsClock()
+    backend = FakeGpuBackend(
+        proc_mem_bytes_by_pid={10: lambda t: 2**30 * (1 + t), 20: 2**20, 30: 0.0, 99: 5 * 2**30},
+        sm_clock_mhz=lambda t: 1400.0 + t, mem_clock_mhz=None, temp_c=60.0, clock=seconds,
+    )
+    sampler = make(tmp_path, backend=backend, slow_every=2, pids=lambda: frozenset({10, 20, 30}))
+    (info,) = sampler.start()
+    assert info.supports["clocks"] and info.supports["temperature"]
+    try:
+        for _ in range(2):
+            seconds.now += 1.0
+            sampler.tick()
+    finally:
+        seconds.now += 1.0
+        sampler.stop()
+    frame = read_samples(tmp_path / "samples.csv", [])
+    slow = frame["temp_c"].notna().to_numpy()
+    assert slow.tolist() == [True, True, False, True]  # start, every second tick, the closing bracket
+    assert frame["sm_clock_mhz"][slow].tolist() == [1400.0, 1401.0, 1403.0]
+    assert frame["mem_clock_mhz"].isna().all()  # not supported: only that field is missing
+    # Only the run's pids, and only those holding memory (as NVML lists them); pid 99 is not the run's.
+    cells = frame["proc_mem_bytes_by_pid"].tolist()
+    assert cells[0] == f"10:{2**30};20:{2**20}" and cells[2] is None
+    assert parse_pid_memory(cells[1]) == {10: 2 * 2**30, 20: 2**20}
+    assert frame["proc_mem_bytes"][slow].tolist() == [2**30 + 2**20, 2 * 2**30 + 2**20, 4 * 2**30 + 2**20]
+
+
+def test_a_replay_gives_back_the_recorded_clocks_and_temperature(tmp_path: Path) -> None:
+    path = tmp_path / "samples.csv"
+    path.write_text("t_ns,gpu,energy_j,power_w,mem_used_bytes,proc_mem_bytes,util_pct,sm_clock_mhz,"
+                    "mem_clock_mhz,temp_c,proc_mem_bytes_by_pid\n"
+                    f"{BASE_NS},GPU-r,1.0,100.0,5,,50,1980,,61,\n"
+                    f"{BASE_NS + 10**9},GPU-r,2.0,100.0,5,,,,,,\n")
+    seconds = SecondsClock()
+    backend = ReplayBackend(path, clock=seconds)
+    (info,) = backend.open()
+    assert info.supports["clocks"] and info.supports["temperature"]
+    reading = backend.read(0, slow=True)
+    assert (reading.sm_clock_mhz, reading.mem_clock_mhz, reading.temp_c) == (1980.0, None, 61.0)
+    assert backend.read(0).temp_c is None  # a fast read
+    seconds.now += 1.5
+    assert backend.read(0, slow=True).temp_c is None  # not read at that tick of the recording
 
 
 def test_without_a_samples_path_readings_stay_in_memory() -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from profiler.errors import TraceFormatError
-from profiler.model import SAMPLE_COLUMNS
+from profiler.model import SAMPLE_COLUMNS, format_pid_memory, parse_pid_memory
 from profiler.readers.samples import HEADER, SamplesWriter, read_samples
 
 from .builders import BASE_NS
@@ -45,6 +45,10 @@ def test_rows_round_trip_exactly(tmp_path: Path) -> None:
         "mem_used_bytes": "float64",
         "proc_mem_bytes": "float64",
         "util_pct": "float64",
+        "sm_clock_mhz": "float64",
+        "mem_clock_mhz": "float64",
+        "temp_c": "float64",
+        "proc_mem_bytes_by_pid": "object",
     }
     assert frame["t_ns"].tolist() == [r[0] for r in ROWS]  # nanoseconds survive: no float detour
     assert frame["gpu"].tolist() == [r[1] for r in ROWS]
@@ -58,6 +62,45 @@ def test_rows_round_trip_exactly(tmp_path: Path) -> None:
         for got, row in zip(frame[column], ROWS, strict=True):
             expected = row[position]
             assert math.isnan(got) if expected is None else got == expected, (column, got, expected)
+
+
+SLOW_ROWS = [
+    (BASE_NS, "GPU-5f0c1a2b", 1.5, 300.0, 40 * 2**30, 12 * 2**30, 87.0, 1980.0, 2619.0, 61.0,
+     format_pid_memory({4242: 9 * 2**30, 17: 3 * 2**30})),
+    (BASE_NS + 1, "GPU-5f0c1a2b", 1.6, 300.0, 40 * 2**30, None, None, None, None, None, None),
+    (BASE_NS + 2, "GPU-5f0c1a2b", 1.7, 300.0, 40 * 2**30, 0, 80.0, 1410.0, None, 62.5, None),
+]
+
+
+def test_clocks_temperature_and_per_process_memory_round_trip(tmp_path: Path) -> None:
+    frame = read_samples(write(tmp_path / "samples.csv", SLOW_ROWS), [])
+    assert frame["sm_clock_mhz"].tolist()[::2] == [1980.0, 1410.0]
+    assert frame["temp_c"].tolist()[::2] == [61.0, 62.5]
+    assert math.isnan(frame["mem_clock_mhz"].iat[2])  # not supported on its own: the other fields stay
+    cells = frame["proc_mem_bytes_by_pid"].tolist()
+    assert cells == ["17:3221225472;4242:9663676416", None, None]
+    assert parse_pid_memory(cells[0]) == {17: 3 * 2**30, 4242: 9 * 2**30}
+    assert parse_pid_memory(cells[1], frame["proc_mem_bytes"].iat[1]) is None  # not read
+    assert parse_pid_memory(cells[2], frame["proc_mem_bytes"].iat[2]) == {}  # read: none of ours held any
+
+
+def test_a_file_from_an_older_writer_reads_the_new_columns_as_unknown(tmp_path: Path) -> None:
+    path = tmp_path / "samples.csv"
+    path.write_text("t_ns,gpu,energy_j,power_w,mem_used_bytes,proc_mem_bytes,util_pct\n"
+                    f"{BASE_NS},GPU-0,1.0,100.0,5,4,50\n")
+    frame = read_samples(path, [])
+    assert list(frame.columns) == list(SAMPLE_COLUMNS)
+    assert frame[["sm_clock_mhz", "mem_clock_mhz", "temp_c"]].isna().all(axis=None)
+    assert frame["proc_mem_bytes_by_pid"].tolist() == [None]
+
+
+def test_an_older_reader_reads_a_new_file(tmp_path: Path) -> None:
+    """A reader that knows only the first seven columns picks them by name and ignores the rest."""
+    path = write(tmp_path / "samples.csv", SLOW_ROWS)
+    older = pd.read_csv(path, dtype={"gpu": str})
+    old_columns = ["t_ns", "gpu", "energy_j", "power_w", "mem_used_bytes", "proc_mem_bytes", "util_pct"]
+    assert all(pd.api.types.is_numeric_dtype(older[c]) for c in old_columns if c != "gpu")
+    assert older["energy_j"].tolist() == [1.5, 1.6, 1.7]
 
 
 def test_the_header_is_written_once_and_rows_append_across_writers(tmp_path: Path) -> None:
@@ -119,7 +162,7 @@ def test_garbage_names_the_line_and_the_column(tmp_path: Path, body: str, line: 
 def test_a_row_with_too_many_cells_is_an_error_naming_the_line(tmp_path: Path) -> None:
     path = write(tmp_path / "samples.csv", ROWS[:2])
     with path.open("a") as stream:
-        stream.write("1,GPU-0,1,2,3,4,5,6,7,8\n2,GPU-0,1,1,1,1,1\n")
+        stream.write("1,GPU-0,1,2,3,4,5,6,7,8,9,10,11\n2,GPU-0,1,1,1,1,1\n")
     with pytest.raises(TraceFormatError, match="line 4"):
         read_samples(path, [])
 

@@ -5,9 +5,22 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from profiler.tree import SESSION_KIND, add_session_rows, depths, leaf_ranges, parent_positions, subtree_sums
+from profiler.arrays import unique_sorted
+from profiler.tree import (
+    SESSION_KIND,
+    add_session_rows,
+    depths,
+    leaf_ranges,
+    parent_positions,
+    session_tree,
+    subtree_sums,
+    subtree_sums_of,
+)
 
 from .builders import ns, span, spans_frame
 
@@ -112,6 +125,35 @@ def test_session_rows_leave_the_input_untouched() -> None:
     assert spans.equals(before)
 
 
+@st.composite
+def span_forests(draw: st.DrawFn) -> pd.DataFrame:
+    """Small traces with repeated span ids across traces, lost and self-named parents, cycles,
+    sessions spanning traces and declared session roots."""
+    rows, seen = [], set()
+    for _ in range(draw(st.integers(0, 10))):
+        trace, span_id = draw(st.sampled_from("AB")), draw(st.sampled_from("abcdef"))
+        if (trace, span_id) in seen:
+            continue
+        seen.add((trace, span_id))
+        start = draw(st.integers(0, 8))
+        rows.append(span(span_id, draw(st.sampled_from([None, "lost", *"abcdef"])), start=start,
+                         end=start + draw(st.integers(0, 4)), trace=trace,
+                         session=draw(st.sampled_from([None, "S", "T"])),
+                         session_root=draw(st.integers(0, 3)) == 0))
+    return spans_frame(rows)
+
+
+@settings(max_examples=100, deadline=None)
+@given(spans=span_forests())
+def test_session_rows_come_with_the_parents_a_fresh_lookup_finds(spans: pd.DataFrame) -> None:
+    steps, parent = session_tree(spans)
+    assert parent.tolist() == parent_positions(steps).tolist()
+    pd.testing.assert_frame_equal(add_session_rows(spans), steps)
+    given_parents, again = session_tree(spans, parent_positions(spans))
+    pd.testing.assert_frame_equal(given_parents, steps)
+    assert again.tolist() == parent.tolist()
+
+
 # ----------------------------------------------------------------------------------------------
 # Parents, depths, sums
 
@@ -199,3 +241,19 @@ def test_a_deep_chain_stays_fast() -> None:
 def test_cycles_do_not_hang(parent: list[int]) -> None:
     n = len(parent)
     leaves([0] * n, [10] * n, parent)  # returns; who is a leaf in a cycle is unspecified
+
+
+def test_subtree_sums_of_several_columns_match_one_at_a_time() -> None:
+    parent = np.array([-1, 0, 0, 1, 3, -1])
+    depth = depths(parent)
+    columns = [np.array([1.0, 2.0, np.nan, 4.0, 8.0, 16.0]), np.array([0.1, 0.2, 0.3, np.nan, 0.5, 0.6])]
+    for together, alone in zip(subtree_sums_of(columns, parent, depth), columns, strict=True):
+        assert together.tolist() == subtree_sums(alone, parent, depth).tolist()
+
+
+@pytest.mark.parametrize("values", [[], [5], [3, 1, 3, 2, 1], [2**62, -(2**62), 0, 2**62],
+                                    [1.5, np.nan, 1.5, np.nan]])
+def test_unique_sorted_is_np_unique(values: list[float]) -> None:
+    array = np.array(values, dtype=np.int64 if all(isinstance(v, int) for v in values) else float)
+    found, expected = unique_sorted(array), np.unique(array)
+    assert found.dtype == expected.dtype and np.array_equal(found, expected, equal_nan=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 import profiler
@@ -48,6 +50,25 @@ def test_session_with_a_gpu_writes_a_conserved_ledger(tmp_path: Path) -> None:
     assert steps.loc["chat gpt-4o-mini", "api_cost_source"] == "computed:genai-prices"
     assert ledger.totals["energy_j"] == pytest.approx(sum(g["measured"]["energy_j"] for g in ledger.totals["gpus"]))
     assert "execute_tool wait_on_tool" in session.report()
+
+
+def test_spans_name_their_process_and_samples_its_memory(tmp_path: Path) -> None:
+    gpu = FakeGpuBackend(proc_mem_bytes_by_pid={os.getpid(): 3 * 1024**3, 1: 5 * 1024**3}, temp_c=61.0)
+    opened = profiler.session("pids", run_dir=tmp_path, gpu=gpu, sample_interval_s=0.02, policy="memory")
+    with opened as session, profiler.step("work"):
+        time.sleep(0.1)
+
+    resources = [rs["resource"] for line in (tmp_path / "spans.jsonl").read_text().splitlines()
+                 for rs in json.loads(line)["resourceSpans"]]
+    pid = {"key": "process.pid", "value": {"intValue": str(os.getpid())}}
+    assert resources and all(pid in resource["attributes"] for resource in resources)
+    run = profiler.load(tmp_path)
+    assert set(run.spans["pid"]) == {float(os.getpid())}
+    # Only this run's processes are recorded: pid 1 holds memory on the GPU but is not ours.
+    assert set(run.samples["proc_mem_bytes_by_pid"].dropna()) == {f"{os.getpid()}:{3 * 1024**3}"}
+    assert session.ledger.run["policy"] == "memory" and session.ledger.run["policy_fallback"] == {}
+    assert session.ledger.checks["conservation_held"]
+    assert session.ledger.totals["gpus"][0]["readings"]["temp_c"]["max"] == 61.0
 
 
 def test_run_directory_is_private(tmp_path: Path) -> None:
@@ -105,6 +126,18 @@ def test_user_owned_provider_needs_only_the_processor(tmp_path: Path) -> None:
     ledger = profiler.attribute(profiler.load(tmp_path))
     chat = ledger.steps[ledger.steps["kind"] == "chat"].iloc[0]
     assert chat["input_tokens"] == 100 and chat["api_cost_usd"] > 0
+
+
+@pytest.mark.parametrize(("resource", "expected"), [({"service.name": "mine"}, os.getpid()),
+                                                    ({"process.pid": 1234}, 1234)])
+def test_the_exporter_names_the_process_unless_the_resource_does(tmp_path: Path, resource: dict,
+                                                                  expected: int) -> None:
+    provider = TracerProvider(resource=Resource.create(resource), shutdown_on_exit=False)
+    provider.add_span_processor(SessionSpanProcessor(run_dir=tmp_path))
+    with provider.get_tracer("mine").start_as_current_span("work"):
+        pass
+    provider.shutdown()
+    assert profiler.load(tmp_path).spans["pid"].tolist() == [float(expected)]
 
 
 def test_global_provider_is_used_by_decorators_without_a_session(tmp_path: Path) -> None:

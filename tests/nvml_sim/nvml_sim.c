@@ -57,6 +57,7 @@ typedef struct {
     unsigned int arch, power_limit_mw, temp_c, sm_mhz, mem_mhz, util_gpu, util_mem, mig_mode;
     int power_module_scope;                      /* power fields answer scope MODULE (1), not GPU (0) */
     double lose_after_ms, energy_start_mj;       /* lose_after_ms < 0: never */
+    double energy_gain, energy_stuck_after_ms;   /* counter faults (counter_fault_key); 1 and -1: none */
     int square; double idle_w, busy_w, period_ms, duty; int npts; point_t pts[MAX_PTS];
     unsigned long long mem_total, mem_used, mem_reserved;
     int nproc; proc_t procs[MAX_PROC];
@@ -143,8 +144,27 @@ static unsigned int mean_mw(const dev_t_ *d, double tb, double window) {
 /* Instant power samples 1/4 of each update period (25 ms of 100 ms on A100/H100); average is 1 s. */
 static unsigned int instant_mw(const dev_t_ *d) { return mean_mw(d, last_update(), g.update_ms / 4); }
 static unsigned int average_mw(const dev_t_ *d) { return mean_mw(d, last_update(), 1000); }
+/* ---- energy counter faults (device keys energy_gain, energy_stuck_after_ms) ---------------------- */
+
+/* What the counter has added since init, in mJ: the exact integral as of the last update, times
+ * `energy_gain` (a miscalibrated counter; below 0, one that runs down), frozen from
+ * `energy_stuck_after_ms` on (a stuck one). */
+static double counter_added_mj(const dev_t_ *d) {
+    double t = last_update();
+    if (d->energy_stuck_after_ms >= 0) t = fmin(t, d->energy_stuck_after_ms);
+    return d->energy_gain * integral_mj(d, t);
+}
+/* One counter-fault key of a `device` line: 1 when `k` was one (and is set), else 0. */
+static int counter_fault_key(dev_t_ *d, const char *k, const char *v) {
+    if (strcmp(k, "energy_gain") == 0) d->energy_gain = atof(v);
+    else if (strcmp(k, "energy_stuck_after_ms") == 0) d->energy_stuck_after_ms = atof(v);
+    else return 0;
+    return 1;
+}
+static void counter_fault_defaults(dev_t_ *d) { d->energy_gain = 1; d->energy_stuck_after_ms = -1; }
+
 static unsigned long long energy_mj(const dev_t_ *d) {
-    return (unsigned long long)(d->energy_start_mj + integral_mj(d, last_update()));
+    return (unsigned long long)(d->energy_start_mj + counter_added_mj(d));
 }
 
 /* ---- scenario parsing ------------------------------------------------------------------------ */
@@ -195,6 +215,7 @@ static void new_device(dev_t_ *d, int index) {
     d->lose_after_ms = -1; d->energy_start_mj = 123456789;
     d->npts = 1; d->pts[0].w = 60;
     d->mem_total = 80ull << 30; d->mem_used = 1ull << 30; d->mem_reserved = 512ull << 20;
+    counter_fault_defaults(d);
 }
 
 static int parse_line(char *text, int line) {
@@ -261,6 +282,8 @@ static int parse_line(char *text, int line) {
             else if (strcmp(k, "energy_start_mj") == 0) d->energy_start_mj = atof(v);
             else if (strcmp(k, "temp_c") == 0) d->temp_c = (unsigned)atoi(v);
             else if (strcmp(k, "sm_clock_mhz") == 0) d->sm_mhz = (unsigned)atoi(v);
+            else if (strcmp(k, "mem_clock_mhz") == 0) d->mem_mhz = (unsigned)atoi(v);
+            else if (counter_fault_key(d, k, v)) continue;
             else return fail(line, "unknown device key", k);
         } else if (strcmp(kw, "power") == 0) {
             if (strcmp(k, "watts") == 0) { d->pts[0].t_ms = 0; d->pts[0].w = atof(v); d->npts = 1; }

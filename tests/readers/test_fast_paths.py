@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from profiler import genai
 from profiler.genai import mark_billable, span_row
 from profiler.model import SPAN_COLUMNS, frame_from_rows
 from profiler.pricing import ApiPricer
+from profiler.readers import otlp, otlp_typed
 from profiler.tree import parent_positions
 
 _KEYS = sorted(genai._ALIAS_RANK) + ["gen_ai.operation.name", "server.address", "other.key"]
@@ -97,3 +99,102 @@ def test_parent_positions_with_span_ids_unique_or_repeated_across_traces() -> No
                        {"span_id": "b", "parent_span_id": "a", "trace_id": "u"}])
     assert parent_positions(repeated).tolist() == [-1, -1, 1]
     assert parent_positions(_frame([])).dtype == np.int64
+
+
+@settings(max_examples=60, deadline=None)
+@given(spans=st.lists(st.tuples(st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8),
+                                st.sampled_from(["chat x", "execute_tool t", "step"]),
+                                st.sampled_from([{}, {"session.id": "r"}, {"process.pid": 7}])),
+                      max_size=25))
+def test_a_batch_of_spans_reads_as_each_span_alone(spans: list[tuple[dict[str, Any], str, dict[str, Any]]]) -> None:
+    # Spans of the same attribute keys share a plan in `span_columns`; mixing shapes in one batch
+    # must not let one span's answers leak into another's.
+    shapes = [dict(attrs) for attrs, _, _ in spans] + [dict(attrs) for attrs, _, _ in spans[::-1]]
+    records = [genai.SpanRecord(f"{i:032x}", f"{i:016x}", None, name, 10, 20 + i, "ok", attrs, resource)
+               for i, (attrs, (_, name, resource)) in enumerate(zip(shapes, spans + spans[::-1]))]
+    columns = genai.span_columns(genai.SpanBatch.of(records))
+    for i, record in enumerate(records):
+        alone = span_row(trace_id=record.trace_id, span_id=record.span_id, parent_span_id=None, name=record.name,
+                         start_ns=10, end_ns=record.end_ns, status="ok", attrs=record.attrs,
+                         resource=record.resource)
+        for column, value in alone.items():
+            got = columns[column][i]
+            assert got == value or (isinstance(value, float) and math.isnan(value) and math.isnan(got)), column
+
+
+# ----------------------------------------------------------------------------------------------
+# The typed OTLP line decoder against the general OTLP reader
+
+# Canonical values repeated, so that most generated lines take the typed path.
+_TRACE_IDS = st.sampled_from(["0af7651916cd43dd8448eb211c80319c"] * 12
+                             + ["0AF7651916CD43DD8448EB211C80319C", "", "0x1f", "b7ad6b7169203331", 7])
+_SPAN_IDS = st.sampled_from(["b7ad6b7169203331", "00f067aa0ba902b7"] * 6
+                            + ["B7AD6B7169203331", "", "0x1f", "0af7651916cd43dd8448eb211c80319c", 7])
+_TIMES = st.sampled_from(["1760000000000000000", "1760000000500000000", 1760000000200000000] * 4
+                         + ["0", "-5", "1e3", " 12", "x", "9" * 25, -10, 2**64, None, 1.5e18, 0.5])
+_ANY_VALUES = st.sampled_from(
+    [{"stringValue": "chat"}, {"stringValue": "gpt-4o"}, {"stringValue": ""}, {"stringValue": " unknown "},
+     {"intValue": "12"}, {"intValue": 7}, {"intValue": "-4"}, {"intValue": "0"}] * 3
+    + [{"stringValue": None}, {"stringValue": 5}, {"intValue": "1e3"}, {"intValue": "x"}, {"intValue": " 7"},
+       {"intValue": 2**65}, {"intValue": True}, {"intValue": 1.5}, {"boolValue": True}, {"doubleValue": 0.5},
+       {"doubleValue": "NaN"}, {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": "2"}]}},
+       {"kvlistValue": {"values": [{"key": "k", "value": {"boolValue": True}}]}}, {"bytesValue": "AAE="},
+       {}, None])
+_ATTRIBUTE = st.fixed_dictionaries(
+    {"key": st.sampled_from(["gen_ai.usage.input_tokens", "gen_ai.request.model", "gen_ai.operation.name",
+                             "session.id", "process.pid", "x"])},
+    optional={"value": _ANY_VALUES})
+_SPAN = st.fixed_dictionaries(
+    {"traceId": _TRACE_IDS, "spanId": _SPAN_IDS, "startTimeUnixNano": _TIMES},
+    optional={"endTimeUnixNano": _TIMES, "parentSpanId": st.one_of(_SPAN_IDS, st.none()),
+              "name": st.sampled_from(["chat gpt-4o", "execute_tool t", "", "x"] * 3 + [None, 3]),
+              "attributes": st.one_of(st.lists(_ATTRIBUTE, max_size=4), st.none()),
+              "status": st.sampled_from([None, {}, {"code": 0}, {"code": 1}, {"code": 2}] * 2
+                                        + [{"code": -1}, {"code": "STATUS_CODE_ERROR"}, {"code": "2"},
+                                           {"status_code": "ERROR"}, "error"]),
+              "trace_id": _TRACE_IDS})
+_DOCUMENT = st.fixed_dictionaries({"resourceSpans": st.lists(st.fixed_dictionaries(
+    {"scopeSpans": st.lists(st.fixed_dictionaries({"spans": st.lists(_SPAN, min_size=1, max_size=3)}),
+                            min_size=1, max_size=2)},
+    optional={"resource": st.fixed_dictionaries({}, optional={"attributes": st.lists(_ATTRIBUTE, max_size=2)})}),
+    min_size=1, max_size=2)})
+
+
+def _general(document: dict[str, Any]) -> dict[str, list[Any]]:
+    return genai.span_columns(genai.SpanBatch.of(list(otlp.records_of(document))))
+
+
+def _same(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> bool:
+    return json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True, default=repr)
+
+
+@settings(max_examples=400, deadline=None)
+@given(document=_DOCUMENT)
+def test_the_typed_decoder_reads_a_line_as_the_general_reader_does(document: dict[str, Any]) -> None:
+    line = json.dumps(document)
+    batch = otlp_typed.batch_of_line(line)
+    event("typed" if batch is not None and batch.span_id else "general" if batch is None else "no spans")
+    if batch is not None:  # None: a line the typed decoder leaves to the general reader
+        assert _same(genai.span_columns(batch), _general(document))
+
+
+def test_the_typed_decoder_takes_the_canonical_form_and_leaves_the_rest() -> None:
+    span = {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
+            "startTimeUnixNano": "1760000000000000000", "endTimeUnixNano": "1760000001000000000", "name": "chat m",
+            "attributes": [{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}},
+                           {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                           {"key": "flag", "value": {"boolValue": True}}],
+            "status": {"code": 2}}
+    canonical = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [span]}]}]}
+    batch = otlp_typed.batch_of_line(json.dumps(canonical))
+    assert batch is not None and batch.attrs == [{"gen_ai.usage.input_tokens": 12, "gen_ai.operation.name": "chat",
+                                                  "flag": True}]
+    assert batch.status == ["error"] and batch.end_ns == [1760000001000000000]
+    for variant in ({**span, "traceId": span["traceId"].upper()}, {**span, "startTimeUnixNano": 1.5},
+                    {**span, "name": None}):
+        document = {"resourceSpans": [{"scopeSpans": [{"spans": [variant]}]}]}
+        assert otlp_typed.batch_of_line(json.dumps(document)) is None
+        assert len(_general(document)["span_id"]) == 1  # the general reader still reads it
+    assert otlp_typed.batch_of_line('{"resource_spans": []}') is None
+    assert otlp_typed.batch_of_line('{"data": [{"traceID": "1", "spans": []}]}') is None
+    assert otlp_typed.batch_of_line("{not json") is None

@@ -8,10 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+import profiler
 from profiler.ledger import Ledger
 from reports import render
+from reports._cells import notes
 from reports.parquet_report import pyarrow_available
 from reports.render import BINARY_FORMATS, FILE_EXTENSIONS, FORMATS, WEIGHTS
 
@@ -81,3 +84,34 @@ def test_golden_run_builder_matches_the_committed_files(tmp_path: Path) -> None:
     module.build(tmp_path)
     for name in ("spans.jsonl", "samples.csv", "run.json"):
         assert (tmp_path / name).read_text() == (GOLDEN / name).read_text(), name
+
+
+def test_notes_give_the_gpu_readings_and_where_memory_share_fell_back() -> None:
+    run = profiler.load(GOLDEN)  # samples with no per-process memory, clocks or temperature
+    ledger = profiler.attribute(run, policy="memory")
+    (line,) = [n for n in notes(ledger) if n.startswith("policy:")]
+    assert "fell back to equal shares" in line and "no per-process memory" in line
+    run.samples["temp_c"] = np.linspace(41.0, 67.0, len(run.samples))
+    run.samples["sm_clock_mhz"] = 1980.0
+    ledger = profiler.attribute(run)
+    readings = ledger.totals["gpus"][0]["readings"]
+    assert readings["temp_c"]["min"] == 41.0 and readings["temp_c"]["max"] == 67.0
+    assert readings["temp_c"]["count"] == len(run.samples) and "mem_clock_mhz" not in readings
+    assert any(n.endswith("; 41-67 °C, SM 1,980 MHz") for n in notes(ledger))
+    assert not any(n.startswith("policy:") for n in notes(ledger))  # equal shares: nothing to say
+
+
+def test_the_json_steps_write_missing_values_as_null_and_numpy_values_as_numbers(golden_ledger: Ledger) -> None:
+    import pandas as pd
+
+    steps = golden_ledger.steps.copy()
+    n = len(steps)
+    steps["model"] = pd.Series([float("nan"), pd.NA, np.int64(7), np.bool_(True)] * (n // 4)
+                               + [None] * (n % 4), dtype=object)
+    steps["energy_j"] = np.nan
+    ledger = Ledger(steps=steps, totals=golden_ledger.totals, checks=golden_ledger.checks, run=golden_ledger.run)
+    document = json.loads(render(ledger, "json"))
+    assert [step["model"] for step in document["steps"][:4]] == [None, None, 7, True]
+    assert all(step["energy_j"] is None for step in document["steps"])
+    text = str(render(ledger, "json"))
+    assert text.count("\n    {") == n  # one step per line
