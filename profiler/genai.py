@@ -203,11 +203,7 @@ def _langfuse_usage(attrs: Mapping[str, Any]) -> dict[str, float] | None:
 
 def model_of(attrs: Mapping[str, Any]) -> str | None:
     """Return the model that served the call; `unknown` and empty names count as missing."""
-    for key in _MODEL:
-        value = attrs.get(key)
-        if isinstance(value, str) and value.strip() and value.strip().lower() != "unknown":
-            return value.strip()
-    return None
+    return next((name for key in _MODEL if (name := _model_name(attrs.get(key))) is not None), None)
 
 
 def provider_of(attrs: Mapping[str, Any]) -> str | None:
@@ -464,11 +460,9 @@ def _pick(group_attrs: list[dict[str, Any]], keys: tuple[str, ...], is_model: bo
 
 
 def _first_set(attrs: Mapping[str, Any], keys: tuple[str, ...], is_model: bool) -> Any:
-    for key in keys:
-        value = _model_name(attrs[key]) if is_model else attrs[key]
-        if value is not None and value != "":
-            return value
-    return None
+    if not is_model:
+        return first(attrs, keys)
+    return next((name for key in keys if (name := _model_name(attrs[key])) is not None), None)
 
 
 def _model_name(value: Any) -> str | None:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from profiler.errors import TraceFormatError
 from profiler.gc_pause import gc_paused
-from profiler.genai import SpanBatch, span_columns
+from profiler.genai import SpanBatch, SpanRecord, span_columns
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
 from profiler.readers import console, jaeger, otlp, otlp_typed
 from profiler.readers.framing import iter_json_values
@@ -129,15 +129,13 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
 
     def flush() -> None:
         # Records become columns a batch at a time: memory stays one batch plus the columns.
+        finished = batch
         if None in batch.end_ns:
-            finished = SpanBatch.of()
-            for record in zip(*batch):
-                if record[5] is None:  # end_ns
-                    unfinished.setdefault((record[0], record[1]), record[3])
-                else:
-                    finished.extend([record])
-        else:
-            finished = batch
+            records = [SpanRecord(*fields) for fields in zip(*batch)]
+            for record in records:
+                if record.end_ns is None:
+                    unfinished.setdefault((record.trace_id, record.span_id), record.name)
+            finished = SpanBatch.of([record for record in records if record.end_ns is not None])
         for column, values in span_columns(finished).items():
             columns[column].extend(values)
         batch.clear()

@@ -105,6 +105,11 @@ def status_of(status: Any) -> str:
     return "unset"
 
 
+def status_of_code(code: Any) -> str:
+    """`status_of` for the bare `code` of an OTLP status, with the common integer case first."""
+    return _STATUS[code] if type(code) is int and code in _STATUS else status_of({"code": code})
+
+
 def resource_spans_of(document: Any) -> Iterator[dict[str, Any]]:
     """Yield the `ResourceSpans` of a document, whichever wrapper it has."""
     if isinstance(document, list):
@@ -175,10 +180,10 @@ def _record(span: Any, resource: dict[str, Any]) -> SpanRecord | None:
     if parent and (type(parent) is not str or len(parent) != 16 or parent.strip(_HEX_DIGITS)):
         parent = normalise_id(parent, 16)
     status = span.get("status")
-    code = status.get("code", 0) if type(status) is dict else None
+    code = status.get("code", 0) if type(status) is dict else status
     return SpanRecord(
         _intern(trace_id), span_id, parent or None, _intern(str(span.get("name") or "")), start, end or None,
-        _STATUS[code] if type(code) is int and code in _STATUS else status_of(status),
+        status_of_code(code) if code is not None else "unset",
         decode_attributes(span.get("attributes")), resource)
 
 

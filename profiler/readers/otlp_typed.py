@@ -16,7 +16,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from profiler.genai import SpanBatch
-from profiler.readers.otlp import _HEX_DIGITS, _STATUS, MAX_NS, _nanos, decode_any_value, status_of
+from profiler.readers.otlp import _HEX_DIGITS, MAX_NS, _nanos, decode_any_value, status_of_code
 
 _intern = sys.intern
 _HEX_BYTES = _HEX_DIGITS.encode("ascii")
@@ -140,8 +140,7 @@ def _times(values: list[str | int | None]) -> list[int | None]:
 def _status(status: _Status | None) -> str:
     if status is None:
         return "unset"
-    code = status.code
-    return _STATUS[code] if type(code) is int and code in _STATUS else status_of({"code": code})
+    return status_of_code(status.code)
 
 
 def _attributes(items: list[_KeyValue]) -> dict[str, Any]:
