@@ -68,8 +68,10 @@ class UpdateGrid:
     segment: np.ndarray
     period: float = math.nan
     """The update period (median over the located windows), NaN when not located."""
-    phase_uncertainty: float = math.nan
-    """Median half-width of the feasible phase, in the input's unit (how well the grid is pinned)."""
+    spread: float = math.nan
+    """How well the updates are pinned, in the input's unit: the widest range, over the located
+    windows' reads, of where one update could sit under the grids that agree with every read.
+    Each located instant lies inside its range, so it is off by less than this."""
 
     @property
     def located_fraction(self) -> float:
@@ -105,7 +107,7 @@ def locate_updates(t: np.ndarray, changed: np.ndarray) -> UpdateGrid:
         return grid
 
     periods: list[float] = []
-    slacks: list[float] = []
+    spreads: list[float] = []
     fits: list[tuple[int, int, float, float]] = []
     segment = -1
     fit: tuple[float, float] | None = None  # (period, phase) being followed
@@ -127,19 +129,19 @@ def locate_updates(t: np.ndarray, changed: np.ndarray) -> UpdateGrid:
             fit = None
             start = stop
             continue
-        period, phase, slack = refined
+        period, phase, spread = refined
         fit = (period, phase)
         index = _predict(tw, fit)
         grid.instant[start:stop] = phase + index * period
         grid.index[start:stop] = index
         grid.segment[start:stop] = segment
         periods.append(period)
-        slacks.append(slack)
+        spreads.append(spread)
         fits.append((start, stop, period, phase))
         start = stop
     if periods:
         grid.period = float(np.median(periods))
-        grid.phase_uncertainty = float(np.median(slacks)) / 2.0
+        grid.spread = float(max(spreads))
         _snap(grid, t, moved, fits)
     return grid
 
@@ -210,7 +212,7 @@ def _settle(t: np.ndarray, moved: np.ndarray, fit: tuple[float, float],
     (`_assign`), fit the grid to that numbering, and again until it stops moving.
 
     Returns:
-        (period, phase, slack), or None where no grid fits all but `trim` of the reads.
+        (period, phase, spread; see `_spread`), or None where no grid fits all but `trim` of the reads.
     """
     refined = None
     for _ in range(3):
@@ -269,13 +271,13 @@ def _acquire(t: np.ndarray, moved: np.ndarray, low: float, high: float) -> tuple
 
 def _refine(t: np.ndarray, index: np.ndarray, period: float,
             trim: int = 0) -> tuple[float, float, float] | None:
-    """The (period, phase, slack) that leaves the most room around every read for these indices.
+    """The grid that agrees with every read for these indices: (period, phase, spread).
 
     Read `i` lies in `[phase + index_i * T, phase + (index_i + 1) * T)`, so the residuals
-    `t_i - index_i * T` must span less than `T`; the slack `T - span` is concave in `T` (found by
-    zooming in on a grid), and the best phase is the middle of what is left. Where no period leaves
-    room, up to `trim` reads at the residuals' extremes (a late timestamp, a jittery update) are
-    left out in turn.
+    `t_i - index_i * T` must span less than `T`; the room `T - span` is concave in `T` (its widest
+    point found by zooming in on a grid), the phase is the middle of the room there, and `_spread`
+    says how far every agreeing grid fans out. Where no period leaves room, up to `trim` reads at
+    the residuals' extremes (a late timestamp, a jittery update) are left out in turn.
     """
     keep = np.ones(len(t), dtype=bool)
     for _ in range(trim + 1):
@@ -289,14 +291,54 @@ def _refine(t: np.ndarray, index: np.ndarray, period: float,
             lo, hi = candidates[max(j - 1, 0)], candidates[min(j + 1, len(candidates) - 1)]
         best = float(candidates[j])
         r = tk - ik * best
-        slack = best - float(r.max() - r.min())
-        if slack > 0:
-            return best, (float(r.max()) - best + float(r.min())) / 2.0, slack
+        if best - float(r.max() - r.min()) > 0:
+            phase = (float(r.max()) - best + float(r.min())) / 2.0
+            return best, phase, _spread(tk, ik, best, (period * 0.98, period * 1.02))
         # Leave out whichever extreme read stands further from the rest.
         order = np.argsort(r)
         drop = order[-1] if r[order[-1]] - r[order[-2]] >= r[order[1]] - r[order[0]] else order[0]
         keep[np.flatnonzero(keep)[drop]] = False
     return None
+
+
+def _room(t: np.ndarray, index: np.ndarray, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per candidate period, the lowest and highest phase that agree with every read (the first
+    above the second where none does): read i lies in `[phase + index_i * T, phase + (index_i + 1) * T)`."""
+    r = t[None, :] - index[None, :] * periods[:, None]
+    return r.max(axis=1) - periods, r.min(axis=1)
+
+
+def _spread(t: np.ndarray, index: np.ndarray, best: float, bounds: tuple[float, float]) -> float:
+    """How far apart the grids that agree with the reads put one update, at most.
+
+    The agreeing (period, phase) pairs form a thin convex sliver: a period a little longer with a
+    phase a little earlier explains the same reads. The fit takes its widest point (`best`, where
+    the phase has the most room), which is not the truth: with 60 dithered reads at 10 Hz the
+    phase's room there is about 3 ms, yet an update at a window's end can sit 2 ms from the truth,
+    because along the sliver the grids fan out. Their full spread, taken over every agreeing period
+    at the window's first and last update (an update's place is linear in its index, so those are
+    the widest), bounds the error of every located update in the window.
+    """
+    periods = np.linspace(_edge(t, index, best, bounds[0]), _edge(t, index, best, bounds[1]), 65)
+    low, high = _room(t, index, periods)
+    agree = high >= low
+    ends = index[[0, -1]]
+    earliest = (low[agree, None] + ends[None, :] * periods[agree, None]).min(axis=0)
+    latest = (high[agree, None] + ends[None, :] * periods[agree, None]).max(axis=0)
+    return float((latest - earliest).max())
+
+
+def _edge(t: np.ndarray, index: np.ndarray, inside: float, outside: float) -> float:
+    """The last period from `inside` (where grids agree) towards `outside` at which some still do
+    (the room is concave in the period, so it crosses zero once), to 1/32**6 of the distance."""
+    for _ in range(6):
+        candidates = np.linspace(inside, outside, 33)
+        low, high = _room(t, index, candidates)
+        out = np.flatnonzero(high < low)
+        if not len(out):
+            return float(outside)
+        inside, outside = float(candidates[out[0] - 1]), float(candidates[out[0]])
+    return inside
 
 
 def change_period(t: np.ndarray, values: np.ndarray) -> float:

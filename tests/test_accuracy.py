@@ -12,13 +12,14 @@ One recording (about 6 s of wall time) serves every test. Its devices:
   field, so that its only power reading is `nvmlDeviceGetPowerUsage`, NVML's trailing 1 s average;
 - `lost`: 200 W, falls off the bus 3 s in.
 
-The simulation's clock is CLOCK_MONOTONIC since its first `nvmlInit`, which this module takes itself
-(between two monotonic reads), so simulated milliseconds map onto the sampler's clock to within a few
-tens of microseconds (about 0.01 J at 450 W).
+The simulation's clock is CLOCK_MONOTONIC since its first `nvmlInit`, whose instant the library
+reports (`nvmlSimClockOriginNs`), so simulated milliseconds map exactly onto the sampler's clock (to
+the sampler's own epoch anchor); every error measured here is the profiler's.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import time
@@ -134,9 +135,8 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
     run_dir = folder / "run"
     run_dir.mkdir()
     with build.attach(lib, scenario) as nvml:
-        before = time.monotonic_ns()
         nvml.nvmlInit()  # the simulation's clock starts here; the backend's own init nests inside
-        after = time.monotonic_ns()
+        origin_ns = _origin_monotonic_ns(nvml)
         try:
             clock = Clock()
             sampler = GpuSampler(NvmlBackend(nvml, visible_devices=None), run_dir / SAMPLES_FILE,
@@ -146,12 +146,21 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Recording:
             sampler.stop()
         finally:
             nvml.nvmlShutdown()
-    origin_ns = (before + after) // 2 - clock.anchor_monotonic_ns + clock.anchor_epoch_ns
+    origin_ns += clock.anchor_epoch_ns - clock.anchor_monotonic_ns
     write_meta(run_dir, {"run_id": "accuracy", "status": "complete", "gpu_backend": "nvml",
                          "gpus": [info.to_json() for info in sampler.gpus], "clock": clock.to_json(),
                          "sampler": {"interval_s": UPDATE_S, **sampler.stats.to_json()}})
     return Recording(run_dir=run_dir, run=profiler.load(run_dir), sampler=sampler,
                      to_ns=lambda ms: origin_ns + int(round(ms * 1e6)))
+
+
+def _origin_monotonic_ns(nvml: Any) -> int:
+    """The simulation's time zero on CLOCK_MONOTONIC (Python's `time.monotonic_ns` on Linux), read
+    from the library itself: timing `nvmlInit` from outside would put it anywhere within the call,
+    which parses the scenario first and can take milliseconds on a loaded machine."""
+    origin = nvml.nvmlLib.nvmlSimClockOriginNs
+    origin.restype = ctypes.c_ulonglong
+    return int(origin())
 
 
 def _spans(rec: Recording, spans: list[tuple[float, float]]) -> pd.DataFrame:
@@ -195,18 +204,41 @@ def test_totals_are_the_counters_difference(recording: Recording, device: str) -
     assert ledger.totals["gpus"][0]["update_period_s"] == pytest.approx(UPDATE_S, rel=0.01)
 
 
+def _edge_tolerance_j(device: str, a_ms: float, b_ms: float, band_ms: float) -> float:
+    """What a located update grid may move across a span's ends where power steps there: each end
+    on an edge of the square wave moves the step by less than the spread of the grids that agree
+    with every read (`update_phase_band_ms`), so by less than |dP| x spread joules."""
+    if not device.startswith("square"):
+        return 0.0
+    ends_on_edges = sum(any(abs(end - e) < 1e-6 for e in EDGES_MS) for end in (a_ms, b_ms))
+    return ends_on_edges * (BUSY_W - IDLE_W) * band_ms / 1e3
+
+
 @pytest.mark.parametrize("spans", [SPANS_ANYWHERE, SPANS_ON_EDGES], ids=["anywhere", "on-edges"])
 @pytest.mark.parametrize("device", ["square", "ramp"])
 def test_spans_of_a_second_or_more_are_within_one_percent(recording: Recording, device: str,
                                                           spans: list[tuple[float, float]]) -> None:
-    table = _per_span(_ledger(recording, device, spans), spans)
+    """Within 1%, plus, where a span ends on a step in power, the step times the located spread.
+
+    The spread is the profiler's own bound on where it placed the counter's updates (how far apart
+    every grid that agrees with the reads puts one update), so this also checks that bound. Spans
+    whose ends are far from any step are within 1% as they are.
+    """
+    ledger = _ledger(recording, device, spans)
+    band_ms = ledger.totals["gpus"][0]["update_phase_band_ms"]
+    assert 0 < band_ms < UPDATE_S * 1e3 / 4  # located, to a few milliseconds
+    table = _per_span(ledger, spans)
     table["truth"] = [truth(device, a, b) for a, b in zip(table["a"], table["b"], strict=True)]
     table["error_pct"] = 100.0 * (table["energy"] / table["truth"] - 1.0)
-    print(f"\n{device} ({'on edges' if spans is SPANS_ON_EDGES else 'anywhere'}):\n"
+    table["allowed_j"] = [0.01 * truth(device, a, b) + _edge_tolerance_j(device, a, b, band_ms)
+                          for a, b in zip(table["a"], table["b"], strict=True)]
+    print(f"\n{device} ({'on edges' if spans is SPANS_ON_EDGES else 'anywhere'}, band {band_ms:.2f} ms):\n"
           + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     long = table[(table["b"] - table["a"]) >= 1000]
     assert len(long) >= 3
-    assert (long["error_pct"].abs() <= 1.0).all(), long
+    assert ((long["energy"] - long["truth"]).abs() <= long["allowed_j"]).all(), long
+    if spans is SPANS_ANYWHERE:  # no end near a step: the 1% holds as it is
+        assert (long["error_pct"].abs() <= 1.0).all(), long
     # Every span, short ones included, is within the uncertainty the ledger states for it.
     assert ((table["energy"] - table["truth"]).abs() <= table["uncertainty"]).all(), table
     # Spans of more than two update periods are measured, not estimated.

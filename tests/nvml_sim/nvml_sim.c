@@ -397,6 +397,11 @@ EXPORT const char *nvmlErrorString(nvmlReturn_t rc) {
     for (size_t i = 0; i < sizeof ERRORS / sizeof *ERRORS; i++) if (ERRORS[i].code == rc) return ERRORS[i].text;
     return "Unknown Error";
 }
+/* For the tests: the simulation's time zero (set by the first nvmlInit, after its scenario loads) in
+ * nanoseconds on CLOCK_MONOTONIC, so a test can map simulated milliseconds onto its own clock exactly. */
+EXPORT unsigned long long nvmlSimClockOriginNs(void) {
+    return (unsigned long long)g.t0.tv_sec * 1000000000ULL + (unsigned long long)g.t0.tv_nsec;
+}
 /* For the tests: the size of a struct as this library lays it out, to compare with ctypes. */
 EXPORT int nvmlSimStructSize(const char *name) {
     return strcmp(name, "memory_v2") == 0 ? (int)sizeof(nvmlMemory_v2_t)

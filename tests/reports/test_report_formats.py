@@ -101,6 +101,26 @@ def test_notes_give_the_gpu_readings_and_where_memory_share_fell_back() -> None:
     assert not any(n.startswith("policy:") for n in notes(ledger))  # equal shares: nothing to say
 
 
+def test_notes_say_how_well_the_counter_updates_were_located() -> None:
+    run = profiler.load(GOLDEN)  # counter read at a fixed 10 Hz: no phase to locate
+    assert run.samples["energy_j"].notna().all()
+    assert not any("located to within" in n for n in notes(profiler.attribute(run)))
+    # The same counter read on the sampler's dithered schedule: its updates are located, and the
+    # band they were located to is stated (and matches the figure in totals).
+    from profiler.sampler import tick_offset
+
+    start_ns = int(run.samples["t_ns"].iat[0])
+    t_s = np.array([tick_offset(k, 0.1) for k in range(len(run.samples))])
+    updates = np.floor((t_s - 0.037) / 0.1)
+    run.samples["t_ns"] = start_ns + np.round(t_s * 1e9).astype(np.int64)
+    run.samples["energy_j"] = 1000.0 + 30.0 * (updates - updates[0])
+    ledger = profiler.attribute(run)
+    band_ms = ledger.totals["gpus"][0]["update_phase_band_ms"]
+    assert 0 < band_ms < 25  # located, to within a quarter of the 100 ms period
+    assert any(n.startswith("GPU ") and f"its updates located to within {band_ms:.1f} ms" in n
+               for n in notes(ledger))
+
+
 def test_the_json_steps_write_missing_values_as_null_and_numpy_values_as_numbers(golden_ledger: Ledger) -> None:
     import pandas as pd
 
