@@ -51,19 +51,21 @@ def load(path: str | Path, gpu_samples: str | Path | None = None, *, tz: str | N
     else:
         raise TraceFormatError(f"{path}: no such file or run directory")
     if gpu_samples is not None:
-        run.samples = read_gpu_samples(Path(gpu_samples), warnings, tz)
+        run.samples = read_gpu_samples(Path(gpu_samples), warnings, tz, meta=run.meta)
         run.meta["gpu_samples_source"] = str(gpu_samples)
     for message in warnings:
         logger.warning("%s", message)
     return run
 
 
-def read_gpu_samples(path: Path, warnings: list[str], tz: str | None = None) -> pd.DataFrame:
-    """Read GPU telemetry: our samples file or an nvidia-smi CSV (sniffed from its first line)."""
+def read_gpu_samples(path: Path, warnings: list[str], tz: str | None = None, *,
+                     meta: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Read GPU telemetry: our samples file or an nvidia-smi CSV (sniffed from its first line).
+    What the file says about its power readings goes into `meta` (see `read_nvidia_smi`)."""
     if not path.is_file():
         raise TraceFormatError(f"{path}: no such samples file")
     if looks_like_nvidia_smi(path):
-        return read_nvidia_smi(path, warnings, tz)
+        return read_nvidia_smi(path, warnings, tz, meta)
     return read_samples(path, warnings)
 
 

@@ -127,14 +127,25 @@ class GpuSensor:
         return not (self.counter_probe and self.counter_probe.get("verdict") in UNUSABLE_COUNTER)
 
 
+#: What a `power_w` reading can be (see `GpuSensor.power_reading`).
+POWER_READINGS = ("instant", "average", "read-time")
+
+
 def gpu_sensors(meta: dict[str, Any]) -> dict[str, GpuSensor]:
-    """Each GPU's `GpuSensor`, by uuid, from run.json's `gpus` (details and startup check)."""
+    """Each GPU's `GpuSensor`, by uuid, from run.json's `gpus` (details and startup check), and
+    `power_readings` (uuid -> a `POWER_READINGS` value), which a samples file sets where its own
+    columns say what its power is (an nvidia-smi CSV's `power.draw.average`)."""
     found = {}
     for gpu in meta.get("gpus", []) or []:
         if isinstance(gpu, dict):
             probe = gpu.get("counter_probe")
             probe = probe if isinstance(probe, dict) else None
             found[str(gpu.get("uuid"))] = GpuSensor(_power_reading(gpu), probe)
+    stated = meta.get("power_readings")
+    for uuid, reading in (stated.items() if isinstance(stated, dict) else ()):
+        if reading in POWER_READINGS:
+            known = found.get(str(uuid))
+            found[str(uuid)] = GpuSensor(reading, known.counter_probe if known is not None else None)
     return found
 
 

@@ -7,6 +7,7 @@ import csv
 import math
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
@@ -52,8 +53,16 @@ def resolve_zone(tz: str | None) -> ZoneInfo | None:
         raise ConfigError(f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris or UTC)") from None
 
 
-def read_nvidia_smi(path: Path, warnings: list[str], tz: str | None = None) -> pd.DataFrame:
-    """Read an nvidia-smi query CSV into `Run.samples` rows (no energy counter: power only)."""
+def read_nvidia_smi(path: Path, warnings: list[str], tz: str | None = None,
+                    meta: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Read an nvidia-smi query CSV into `Run.samples` rows (no energy counter: power only).
+
+    Where the only power column is `power.draw.average` (a trailing one-second average, as
+    nvidia-smi names it since driver 535), `meta["power_readings"]` says so for each GPU, and the
+    power is integrated half a second back, where each average's window is centred. `power.draw`
+    alone says nothing of its window (an average on some drivers, not on others) and is integrated
+    where it was read.
+    """
     zone = resolve_zone(tz)
     with open_text(path) as stream:
         lines = list(csv.reader(stream, skipinitialspace=True))
@@ -78,7 +87,12 @@ def read_nvidia_smi(path: Path, warnings: list[str], tz: str | None = None) -> p
             raise TraceFormatError(f"{path}:{line_no}: expected {len(order)} columns, found {len(cells)}")
         record = dict(zip(order, (cell.strip() for cell in cells)))
         rows.append(_sample(path, line_no, record, zone))
-    return frame_from_rows(rows, SAMPLE_COLUMNS)
+    frame = frame_from_rows(rows, SAMPLE_COLUMNS)
+    if meta is not None and "power_avg_w" in order and "power_w" not in order:
+        stated = meta.setdefault("power_readings", {})
+        for gpu in frame["gpu"].unique():
+            stated[str(gpu)] = "average"
+    return frame
 
 
 def _sample(path: Path, line_no: int, record: dict[str, str], zone: ZoneInfo | None) -> dict[str, object]:

@@ -207,3 +207,43 @@ def test_a_trace_and_an_nvidia_smi_csv_give_per_step_energy_that_adds_up(tmp_pat
     assert ledger.checks["conservation_held"] is True
     assert steps.loc["a000000000000002", "energy_source"] == "measured:integrated-power"
     assert run.meta["gpu_samples_source"] == str(csv)
+
+
+def _stepping_average_csv(tmp_path: Path, power_header: str) -> tuple[Path, Path]:
+    """Power stepping 80 -> 450 W at 5 s, logged at 10 Hz as its trailing one-second average (what
+    `power.draw.average` is), under `power_header`; and a trace with a span either side of the step."""
+    times = np.round(np.arange(0.0, 10.0001, 0.1), 6)
+    fine = np.arange(-1.0, 10.0001, 0.001)
+    watts = np.where(fine < 5.0, 80.0, 450.0)
+    average = [float(watts[(fine > t - 1.0) & (fine <= t + 1e-9)].mean()) for t in times]
+    lines = [f"timestamp, uuid, {power_header} [W], memory.used [MiB]"]
+    lines += [f"{stamp(t)}, {UUID}, {p:.2f} W, 1024 MiB" for t, p in zip(times, average, strict=True)]
+    csv = write(tmp_path, "\n".join(lines) + "\n", name=f"{power_header}.csv")
+    spans = [otlp_span("b000000000000001", start=3.0, end=5.0, name="before",
+                       attributes={"gen_ai.operation.name": "execute_tool"}),
+             otlp_span("b000000000000002", start=5.0, end=7.0, name="after",
+                       attributes={"gen_ai.operation.name": "execute_tool"})]
+    trace = tmp_path / "stepping.jsonl"
+    trace.write_text(json.dumps(otlp_document(spans)) + "\n")
+    return trace, csv
+
+
+def test_a_power_draw_average_column_is_integrated_where_its_window_is_centred(tmp_path: Path) -> None:
+    truth = {"before": 80.0 * 2.0, "after": 450.0 * 2.0}
+    trace, csv = _stepping_average_csv(tmp_path, "power.draw.average")
+    run = load(trace, gpu_samples=csv, tz="UTC")
+    assert run.meta["power_readings"] == {UUID: "average"}
+    steps = attribute(run).steps.set_index("name")
+    # Shifted half a second back (and half a read interval more, for the unseen update behind each
+    # reading), a span ending on the step is off by at most step x (window / 8 + interval / 2): 65 J.
+    for name, joules in truth.items():
+        assert abs(steps.loc[name, "self_energy_j"] - joules) <= 370.0 * (1.0 / 8 + 0.1 / 2), name
+        assert abs(steps.loc[name, "self_energy_j"] - joules) <= steps.loc[name, "energy_uncertainty_j"]
+    # `power.draw` alone says nothing of its window: integrated where read, the same readings put
+    # 185 J of the step's second after it (the report flags such figures as estimated).
+    trace, csv = _stepping_average_csv(tmp_path, "power.draw")
+    run = load(trace, gpu_samples=csv, tz="UTC")
+    assert "power_readings" not in run.meta
+    steps = attribute(run).steps.set_index("name")
+    assert steps.loc["after", "self_energy_j"] == pytest.approx(truth["after"] - 185.0, abs=2.0)
+    assert bool(steps.loc["after", "energy_estimated"])
