@@ -297,7 +297,8 @@ def _totals(steps: pd.DataFrame, timelines: list[GpuTimeline], measured_any: dic
     totals["gpus"] = [{"gpu": t.gpu, "energy_source": t.sources.get("energy_j"),
                        "update_period_s": t.update_period_s, "idle_power_w": t.idle_power_w,
                        "idle_power_method": t.idle_power_method, "update_phase_located": t.phase_located,
-                       "update_phase_band_ms": t.phase_band_s * 1e3 if math.isfinite(t.phase_band_s) else None,
+                       "updates_located_within_ms": (t.update_spread_s * 1e3 if math.isfinite(t.update_spread_s)
+                                                     else None),
                        "mem_baseline_bytes": t.mem_baseline_bytes,
                        "measured": {q: t.total(q) for q in QUANTITIES if q in t.curves}} for t in timelines]
     totals["sources"] = {

@@ -44,7 +44,7 @@ class GpuTimeline:
     """How the idle baseline was taken: `idle-utilization`, `outside-steps` or `low-percentile`."""
     phase_located: float = 0.0
     """Share of the counter's reads whose update instant was located (0 when knots sit at read times)."""
-    phase_band_s: float = math.nan
+    update_spread_s: float = math.nan
     """How far apart the grids that agree with every read put one update, at most (NaN where none
     was located; `profiler.energy.UpdateGrid.spread`): a located update is off by less, and so is an
     edge in power at a step's end."""
@@ -168,7 +168,7 @@ def _energy_knots(group: pd.DataFrame, t: np.ndarray, line: GpuTimeline,
         line.update_period_s = (grid.period if math.isfinite(grid.period)
                                 else change_period(rel_s[ok], counter[ok]))
         line.phase_located = grid.located_fraction
-        line.phase_band_s = grid.spread
+        line.update_spread_s = grid.spread
         line.sources["energy_j"] = "measured:nvml-counter"
         if np.isfinite(power).sum() >= 2:
             # Over windows of 10 s an instant reading's lag (under a period) hardly matters: plain

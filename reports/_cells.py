@@ -66,11 +66,11 @@ def api_cell(row: pd.Series) -> str:
     return value + ("+?" if row.get("unpriced_calls", 0) else "")
 
 
-def _band_note(band_ms: float | None) -> str:
+def _located_note(within_ms: float | None) -> str:
     """Where the counter's updates were located: a power edge at a step's end may move by as much."""
-    if band_ms is None or not math.isfinite(band_ms):
+    if within_ms is None or not math.isfinite(within_ms):
         return ""
-    return f", its updates located to within {number(band_ms, 1)} ms"
+    return f", its updates located to within {number(within_ms, 1)} ms"
 
 
 def notes(ledger: Ledger) -> list[str]:
@@ -85,7 +85,7 @@ def notes(ledger: Ledger) -> list[str]:
             lines.append(f"GPU {gpu['gpu']}: energy {gpu['energy_source']}; idle baseline "
                          f"{number(gpu['idle_power_w'])} W; counter update period "
                          f"{number((gpu['update_period_s'] or math.nan) * 1000, 0)} ms"
-                         + _band_note(gpu.get("update_phase_band_ms"))
+                         + _located_note(gpu.get("updates_located_within_ms"))
                          + _readings_note(gpu.get("readings") or {}))
         lines.append(f"energy $: {sources.get('energy_cost_usd')}; CO2: {sources.get('co2_g')}")
         lines.append(f"GPU $: {sources.get('gpu_cost_usd')} ({ledger.steps['gpu_cost_source'].iat[0]})")

@@ -204,14 +204,14 @@ def test_totals_are_the_counters_difference(recording: Recording, device: str) -
     assert ledger.totals["gpus"][0]["update_period_s"] == pytest.approx(UPDATE_S, rel=0.01)
 
 
-def _edge_tolerance_j(device: str, a_ms: float, b_ms: float, band_ms: float) -> float:
+def _edge_tolerance_j(device: str, a_ms: float, b_ms: float, within_ms: float) -> float:
     """What a located update grid may move across a span's ends where power steps there: each end
     on an edge of the square wave moves the step by less than the spread of the grids that agree
-    with every read (`update_phase_band_ms`), so by less than |dP| x spread joules."""
+    with every read (`updates_located_within_ms`), so by less than |dP| x spread joules."""
     if not device.startswith("square"):
         return 0.0
     ends_on_edges = sum(any(abs(end - e) < 1e-6 for e in EDGES_MS) for end in (a_ms, b_ms))
-    return ends_on_edges * (BUSY_W - IDLE_W) * band_ms / 1e3
+    return ends_on_edges * (BUSY_W - IDLE_W) * within_ms / 1e3
 
 
 @pytest.mark.parametrize("spans", [SPANS_ANYWHERE, SPANS_ON_EDGES], ids=["anywhere", "on-edges"])
@@ -225,14 +225,14 @@ def test_spans_of_a_second_or_more_are_within_one_percent(recording: Recording, 
     whose ends are far from any step are within 1% as they are.
     """
     ledger = _ledger(recording, device, spans)
-    band_ms = ledger.totals["gpus"][0]["update_phase_band_ms"]
-    assert 0 < band_ms < UPDATE_S * 1e3 / 4  # located, to a few milliseconds
+    within_ms = ledger.totals["gpus"][0]["updates_located_within_ms"]
+    assert 0 < within_ms < UPDATE_S * 1e3 / 4  # located, to a few milliseconds
     table = _per_span(ledger, spans)
     table["truth"] = [truth(device, a, b) for a, b in zip(table["a"], table["b"], strict=True)]
     table["error_pct"] = 100.0 * (table["energy"] / table["truth"] - 1.0)
-    table["allowed_j"] = [0.01 * truth(device, a, b) + _edge_tolerance_j(device, a, b, band_ms)
+    table["allowed_j"] = [0.01 * truth(device, a, b) + _edge_tolerance_j(device, a, b, within_ms)
                           for a, b in zip(table["a"], table["b"], strict=True)]
-    print(f"\n{device} ({'on edges' if spans is SPANS_ON_EDGES else 'anywhere'}, band {band_ms:.2f} ms):\n"
+    print(f"\n{device} ({'on edges' if spans is SPANS_ON_EDGES else 'anywhere'}, located to within {within_ms:.2f} ms):\n"
           + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     long = table[(table["b"] - table["a"]) >= 1000]
     assert len(long) >= 3

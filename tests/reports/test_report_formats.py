@@ -106,7 +106,7 @@ def test_notes_say_how_well_the_counter_updates_were_located() -> None:
     assert run.samples["energy_j"].notna().all()
     assert not any("located to within" in n for n in notes(profiler.attribute(run)))
     # The same counter read on the sampler's dithered schedule: its updates are located, and the
-    # band they were located to is stated (and matches the figure in totals).
+    # spread they were located to is stated (and matches the figure in totals).
     from profiler.sampler import tick_offset
 
     start_ns = int(run.samples["t_ns"].iat[0])
@@ -115,9 +115,9 @@ def test_notes_say_how_well_the_counter_updates_were_located() -> None:
     run.samples["t_ns"] = start_ns + np.round(t_s * 1e9).astype(np.int64)
     run.samples["energy_j"] = 1000.0 + 30.0 * (updates - updates[0])
     ledger = profiler.attribute(run)
-    band_ms = ledger.totals["gpus"][0]["update_phase_band_ms"]
-    assert 0 < band_ms < 25  # located, to within a quarter of the 100 ms period
-    assert any(n.startswith("GPU ") and f"its updates located to within {band_ms:.1f} ms" in n
+    within_ms = ledger.totals["gpus"][0]["updates_located_within_ms"]
+    assert 0 < within_ms < 25  # located, to within a quarter of the 100 ms period
+    assert any(n.startswith("GPU ") and f"its updates located to within {within_ms:.1f} ms" in n
                for n in notes(ledger))
 
 
