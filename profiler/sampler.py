@@ -48,7 +48,7 @@ def tick_offset(k: int, interval_s: float) -> float:
     of that period for ever and see a change at every read, which says nothing about when in the
     previous 100 ms it happened; energy then lags by up to a read interval. Short gaps that often
     see no change, at every phase of the update period, bracket the updates from both sides and let
-    `profiler.energy.locate_updates` place them to a few milliseconds. The slide keeps the schedule
+    `profiler.update_grid.locate_updates` place them to a few milliseconds. The slide keeps the schedule
     from sitting in step with an update period equal to the interval.
     """
     sweep = k % (2 * _SWEEP_TICKS)

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from profiler.energy import AVERAGE_WINDOW_S, change_period
+from profiler.energy import AVERAGE_WINDOW_S
 from profiler.tree import SESSION_KIND, UNATTRIBUTED_KIND
+from profiler.update_grid import change_period
 
 #: Utilization (%) at or under which a sample counts as idle for the baseline.
 IDLE_UTIL_PCT = 5.0
@@ -177,7 +178,7 @@ def judge_counter(t_s: np.ndarray, energy_j: np.ndarray, power_w: np.ndarray) ->
         `disagrees` (power's joules over the counter's outside 1 +- `PROBE_TOLERANCE`); or
         `unvalidated` (`reason` says why: too few reads or updates, no power to compare with).
         With `reads`, `window_s`, `changes`, the counter's `update_period_ms`
-        (`profiler.energy.change_period`), `power_ratio` and, for a bad verdict, `problem` (one
+        (`profiler.update_grid.change_period`), `power_ratio` and, for a bad verdict, `problem` (one
         sentence, for a warning).
     """
     ok = np.isfinite(energy_j)

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from profiler.arrays import unique_sorted
-from profiler.energy import AVERAGE_WINDOW_S, change_period, counter_curve, power_curve
+from profiler.energy import AVERAGE_WINDOW_S, counter_curve, power_curve
 from profiler.sensor_checks import GpuSensor, idle_power, power_vs_counter
+from profiler.update_grid import change_period
 
 GIB = 1024.0**3
 #: The quantities measured per GPU and conserved by attribution.
@@ -36,7 +37,7 @@ class GpuTimeline:
     sources: dict[str, str] = field(default_factory=dict)
     """Quantity name -> provenance (`measured:nvml-counter`, `measured:integrated-power`, ...)."""
     update_period_s: float = math.nan
-    """The sensor's update period: the located one (`profiler.energy.locate_updates`), else the median
+    """The sensor's update period: the located one (`profiler.update_grid.locate_updates`), else the median
     interval between the reads at which the counter changed, or between power readings."""
     idle_power_w: float = math.nan
     """The idle baseline (see `profiler.sensor_checks.idle_power`)."""
@@ -46,7 +47,7 @@ class GpuTimeline:
     """Share of the counter's reads whose update instant was located (0 when knots sit at read times)."""
     update_spread_s: float = math.nan
     """How far apart the grids that agree with every read put one update, at most (NaN where none
-    was located; `profiler.energy.UpdateGrid.spread`): a located update is off by less, and so is an
+    was located; `profiler.update_grid.UpdateGrid.spread`): a located update is off by less, and so is an
     edge in power at a step's end."""
     power_readings: tuple[np.ndarray, np.ndarray] | None = None
     """(t_ns, watts) of the power readings where energy is integrated from them, for the uncertainty

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import profiler
-from profiler.energy import counter_curve, locate_updates, power_curve
+from profiler.energy import counter_curve, power_curve
 from profiler.gpu import CAPABILITIES, GpuInfo, GpuReading
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, frame_from_rows
 from profiler.sampler import MAX_SLOW_PERIOD_S, GpuSampler, tick_offset
@@ -24,6 +24,7 @@ from profiler.sensor_checks import (
     work_intervals,
 )
 from profiler.timeline import build_timelines
+from profiler.update_grid import locate_updates
 
 BASE_NS = 1_700_000_000_000_000_000
 
