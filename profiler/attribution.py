@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from profiler.arrays import unique_sorted
-from profiler.genai import mark_billable
+from profiler.billing import mark_billable
 from profiler.ledger import Ledger, build_ledger
 from profiler.memory_shares import MemoryShares, memory_shares, pid_memory_by_gpu, resolve_pids
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, conform

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from profiler.attribution import attribute
+from profiler.billing import mark_billable
 from profiler.errors import ConfigError
-from profiler.genai import SELF_HOSTED_PROVIDERS, mark_billable
+from profiler.genai import SELF_HOSTED_PROVIDERS
 from profiler.ledger import Ledger
 from profiler.model import Run
 from profiler.pricing import ApiPricer, Prices

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from profiler import genai
+from profiler.billing import mark_billable
 from profiler.model import SPAN_COLUMNS
 
 from .builders import chat, span, spans_frame
@@ -398,7 +399,7 @@ def test_a_trace_session_root_is_flagged_and_end_never_precedes_start() -> None:
 
 def bills(rows: list[dict[str, Any]]) -> dict[str, bool]:
     frame = spans_frame(rows)
-    return dict(zip(frame["span_id"], genai.mark_billable(frame), strict=True))
+    return dict(zip(frame["span_id"], mark_billable(frame), strict=True))
 
 
 def test_inference_spans_bill_and_aggregates_above_them_do_not() -> None:
@@ -431,4 +432,4 @@ def test_an_inference_span_without_usage_does_not_bill() -> None:
 def test_mark_billable_keeps_the_frame_index() -> None:
     frame = spans_frame([chat("c", start=0, end=1)])
     frame.index = pd.Index([42])
-    assert list(genai.mark_billable(frame).index) == [42]
+    assert list(mark_billable(frame).index) == [42]

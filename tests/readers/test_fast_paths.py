@@ -13,7 +13,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from profiler import genai
-from profiler.genai import mark_billable, span_row
+from profiler.billing import mark_billable
+from profiler.genai import span_row
 from profiler.model import SPAN_COLUMNS, frame_from_rows
 from profiler.pricing import ApiPricer
 from profiler.readers import otlp, otlp_typed
