@@ -18,3 +18,23 @@ def host_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "pid": os.getpid(),
     }
+
+
+#: The inode of the initial (host) PID namespace, fixed by the kernel (PROC_PID_INIT_INO).
+_HOST_PID_NAMESPACE = "pid:[4026531836]"
+
+
+def pid_namespace() -> str | None:
+    """`host` when this process sees the host's PIDs, `own` inside another PID namespace (a
+    container), None where /proc does not say. NVML lists processes by host PID, so inside a
+    container its PIDs do not match this run's."""
+    try:
+        link = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return "host" if link == _HOST_PID_NAMESPACE else "own"
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether this PID namespace has a process `pid` (from /proc)."""
+    return os.path.exists(f"/proc/{pid}")

@@ -18,7 +18,7 @@ from profiler import semconv
 from profiler.model import TOKEN_COLUMNS, Run
 from profiler.pricing import Prices
 from profiler.sensor_checks import add_checks, energy_uncertainty
-from profiler.timeline import QUANTITIES, GpuTimeline
+from profiler.timeline import GIB, QUANTITIES, GpuTimeline
 from profiler.tree import UNATTRIBUTED_KIND, subtree_sums_of
 
 KWH_PER_J = 1.0 / 3.6e6
@@ -45,7 +45,8 @@ class Ledger:
     """The run's raw GPU samples (`Run.samples`), for renderers that draw power and memory."""
 
     def group_by(self, key: str) -> pd.DataFrame:
-        """Sum the self columns of the steps by `tool`, `model`, `session`, `kind` (or `step`: as is)."""
+        """Sum the self columns of the steps by `tool`, `model`, `session`, `kind` (or `step`: as is);
+        `gpu_mem_peak_gib` is the group's highest."""
         if key not in GROUP_KEYS:
             raise ValueError(f"cannot group by {key!r} (choose from {', '.join(GROUP_KEYS)})")
         if key == "step":
@@ -60,6 +61,9 @@ class Ledger:
         grouped = frame.groupby(frame[column].fillna("(none)"), sort=False)[self_cols].sum(min_count=1)
         grouped.insert(0, "count", frame.groupby(frame[column].fillna("(none)"), sort=False).size())
         grouped.columns = ["count", *[c.removeprefix("self_") for c in self_cols]]
+        # A peak does not add up: a group's is the highest of its steps'.
+        grouped["gpu_mem_peak_gib"] = frame.groupby(frame[column].fillna("(none)"), sort=False)[
+            "gpu_mem_peak_gib"].max()
         return grouped.sort_values("total_cost_usd", ascending=False, na_position="last").reset_index(
             names=key)
 
@@ -170,6 +174,7 @@ def build_ledger(
         "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"])
     derived["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
     derived["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
+    derived["gpu_mem_peak_gib"] = _peak_column(ident, timelines)
     derived["energy_estimated"] = _estimated(derived["wall_s"], derived["energy_j"], coverage_all, timelines)
     # About one sensor update period's worth of the step's mean power (profiler.sensor_checks).
     ends = (ident["start_ns"], ident["end_ns"])
@@ -183,6 +188,7 @@ def build_ledger(
     totals = _totals(ordered, timelines, measured_any, prices)
     checks = _checks(ordered, conservation, run)
     add_checks(checks, timelines)
+    _add_memory_warnings(checks, timelines, run.meta)
     stand_in = _attribute_values(steps["attributes"].to_numpy(dtype=object), semconv.STAND_IN_MODEL)
     checks["stand_in_calls"] = int(np.fromiter(map(bool, stand_in), dtype=bool, count=len(stand_in)).sum())
     meta = {k: v for k, v in run.meta.items() if k not in ("spans",)}
@@ -268,6 +274,42 @@ def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,
     return (np.full(len(wall_s), integrated) | short | partial) & ~np.isnan(energy_j) & np.isfinite(wall_s)
 
 
+def peak_memory_gib(start_ns: np.ndarray, end_ns: np.ndarray, timelines: list[GpuTimeline]) -> np.ndarray:
+    """The most GPU memory the run held while each row was open, in GiB: each GPU's peak over the
+    row's interval, summed over GPUs (NaN where no GPU's memory was sampled then). A peak is not
+    split among concurrent steps, so it has no `self_` twin and rows do not add up to it."""
+    per_gpu = [line.peak_held_bytes(start_ns, end_ns) for line in timelines if line.held_bytes is not None]
+    if not per_gpu:
+        return np.full(len(start_ns), np.nan)
+    stacked = np.vstack(per_gpu)
+    sampled = ~np.isnan(stacked).all(axis=0)
+    return np.where(sampled, np.nansum(stacked, axis=0), np.nan) / GIB
+
+
+def _peak_column(ident: dict[str, Any], timelines: list[GpuTimeline]) -> np.ndarray:
+    """`peak_memory_gib` of every step row, and of the `unattributed` row over the time outside
+    every session (the only time it holds)."""
+    start_ns, end_ns = ident["start_ns"], ident["end_ns"]
+    peaks = peak_memory_gib(start_ns[:-1], end_ns[:-1], timelines)
+    session = np.asarray(ident["kind"], dtype=object)[:-1] == "session"
+    gap_start, gap_end = _gaps(start_ns[:-1][session], end_ns[:-1][session], start_ns[-1], end_ns[-1])
+    outside = peak_memory_gib(gap_start, gap_end, timelines)
+    unattributed = np.nanmax(outside) if np.isfinite(outside).any() else np.nan
+    return np.append(peaks, unattributed)
+
+
+def _gaps(start_ns: np.ndarray, end_ns: np.ndarray, first_ns: int, last_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stretches of [first_ns, last_ns] that no interval covers."""
+    order = np.argsort(start_ns, kind="stable")
+    start_ns, end_ns = start_ns[order], end_ns[order]
+    covered_to = np.maximum.accumulate(end_ns) if len(end_ns) else end_ns
+    # A gap opens after everything started so far has ended and before the next interval starts.
+    gap_start = np.concatenate([[first_ns], covered_to])
+    gap_end = np.concatenate([start_ns, [last_ns]])
+    keep = gap_end > gap_start
+    return gap_start[keep], gap_end[keep]
+
+
 def _order_columns(columns: dict[str, Any]) -> dict[str, Any]:
     first = ["span_id", "parent_span_id", "trace_id", "session_id", "name", "kind", "status", "depth", "start_ns",
              "end_ns", "model", "provider", "tool_name", "remote", "error_type"]
@@ -294,13 +336,9 @@ def _totals(steps: pd.DataFrame, timelines: list[GpuTimeline], measured_any: dic
     totals["steps"] = len(kinds) - sessions - int(np.count_nonzero(kinds == UNATTRIBUTED_KIND))
     totals["sessions"] = sessions
     totals["errors"] = int(np.count_nonzero(steps["status"].to_numpy(dtype=object) == "error"))
-    totals["gpus"] = [{"gpu": t.gpu, "energy_source": t.sources.get("energy_j"),
-                       "update_period_s": t.update_period_s, "idle_power_w": t.idle_power_w,
-                       "idle_power_method": t.idle_power_method, "update_phase_located": t.phase_located,
-                       "updates_located_within_ms": (t.update_spread_s * 1e3 if math.isfinite(t.update_spread_s)
-                                                     else None),
-                       "mem_baseline_bytes": t.mem_baseline_bytes,
-                       "measured": {q: t.total(q) for q in QUANTITIES if q in t.curves}} for t in timelines]
+    totals["gpus"] = [_gpu_totals(line) for line in timelines]
+    peaks = [g["mem_peak_gib"] for g in totals["gpus"] if g["mem_peak_gib"] is not None]
+    totals["gpu_mem_peak_gib"] = float(sum(peaks)) if peaks else None
     totals["sources"] = {
         "tokens": "provider-reported usage on model-call spans",
         "api_cost_usd": "computed from genai-prices' bundled prices (cost recorded in the trace where the model "
@@ -311,6 +349,21 @@ def _totals(steps: pd.DataFrame, timelines: list[GpuTimeline], measured_any: dic
         "co2_g": f"computed: kWh x PUE {prices.pue} x {prices.carbon_intensity_g_per_kwh} gCO2e/kWh",
     }
     return totals
+
+
+def _gpu_totals(line: GpuTimeline) -> dict[str, Any]:
+    """One GPU's entry in `totals["gpus"]`: how its figures were measured, and its totals."""
+    spread_s = line.update_spread_s
+    return {
+        "gpu": line.gpu, "energy_source": line.sources.get("energy_j"), "update_period_s": line.update_period_s,
+        "idle_power_w": line.idle_power_w, "idle_power_method": line.idle_power_method,
+        "update_phase_located": line.phase_located,
+        "updates_located_within_ms": spread_s * 1e3 if math.isfinite(spread_s) else None,
+        "memory_source": line.sources.get("gpu_mem_gib_s"),
+        "mem_baseline_bytes": line.mem_baseline_bytes,
+        "mem_peak_gib": float(line.held_bytes[1].max() / GIB) if line.held_bytes is not None else None,
+        "measured": {q: line.total(q) for q in QUANTITIES if q in line.curves},
+    }
 
 
 def _checks(steps: pd.DataFrame, conservation: dict[str, Any], run: Run) -> dict[str, Any]:
@@ -327,6 +380,19 @@ def _checks(steps: pd.DataFrame, conservation: dict[str, Any], run: Run) -> dict
         "warnings": list(run.warnings),
     }
     return checks
+
+
+def _add_memory_warnings(checks: dict[str, Any], timelines: list[GpuTimeline], meta: dict[str, Any]) -> None:
+    """Say where the run's own GPU memory could not be told apart from other processes' because NVML
+    listed PIDs this run's PID namespace does not have (a container: NVML reports host PIDs)."""
+    seen = {g.get("uuid"): g.get("processes_seen") for g in meta.get("gpus", []) or [] if isinstance(g, dict)}
+    for line in timelines:
+        unseen = (seen.get(line.gpu) or {}).get("not_in_this_pid_namespace") or 0
+        if unseen and line.sources.get("gpu_mem_gib_s") != "measured:process-memory":
+            checks.setdefault("warnings", []).append(
+                f"GPU {line.gpu}: NVML listed {unseen} process(es) whose PIDs this run's PID namespace does "
+                "not have (inside a container NVML reports host PIDs), so the run's own memory could not be "
+                "told apart: memory is the device's above its baseline, every process on the GPU included")
 
 
 def _json_value(value: Any) -> Any:

@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 
 from profiler.errors import GpuReadError, GpuUnavailableError, ProfilerError
 from profiler.gpu import CAPABILITIES, GpuInfo, GpuReading
+from profiler.host import pid_exists, pid_namespace
 
 __all__ = ["NvmlBackend", "probe_gpus"]
 
@@ -157,6 +158,22 @@ def _process_memory(procs: list[Any], pids: frozenset[int]) -> dict[int, int] | 
     return by_pid
 
 
+#: How many other processes' PIDs a device remembers: enough to tell a container from a shared GPU.
+_OTHER_PIDS_KEPT = 256
+
+
+def _note_other_processes(device: _Device, procs: list[Any], pids: frozenset[int]) -> None:
+    """Remember the processes on the device that are not this run's, and which of them this PID
+    namespace lacks (each PID looked up once)."""
+    for proc in procs:
+        pid = int(proc.pid)
+        if pid in pids or pid in device.other_pids or len(device.other_pids) >= _OTHER_PIDS_KEPT:
+            continue
+        device.other_pids.add(pid)
+        if not pid_exists(pid):
+            device.unseen_pids.add(pid)
+
+
 @dataclass(slots=True)
 class _Device:
     """What `read` needs about one opened device, decided once by the probe."""
@@ -172,6 +189,10 @@ class _Device:
     batched: list[tuple[int, int]] | None = None
     """(energy field, instant power field) when both answer one `nvmlDeviceGetFieldValues` call:
     one driver call a tick instead of two, and the two values from the same update."""
+    other_pids: set[int] = field(default_factory=set)
+    """Processes NVML listed on the device that are not this run's (at most `_OTHER_PIDS_KEPT`)."""
+    unseen_pids: set[int] = field(default_factory=set)
+    """Those of `other_pids` that this PID namespace does not have: host PIDs seen from a container."""
 
 
 @dataclass(slots=True)
@@ -266,6 +287,7 @@ class NvmlBackend:
                             ("nvml_version", nvml.nvmlSystemGetNVMLVersion)):
             value = self._attempt(nvml, call_us, {}, key, getter)
             system[key] = _text(value) if value is not None else None
+        system["pid_namespace"] = pid_namespace()
         try:
             count = nvml.nvmlDeviceGetCount()
         except nvml.NVMLError as err:
@@ -559,6 +581,8 @@ class NvmlBackend:
             if pids is not None and device.supports["processes"]:
                 procs = call("listing processes", nvml.nvmlDeviceGetComputeRunningProcesses, handle)
                 by_pid = _process_memory(procs, pids) if procs is not None else None
+                if procs is not None and by_pid is not None and len(procs) > len(by_pid):
+                    _note_other_processes(device, procs, pids)
         sm_mhz, mem_mhz, temp_c = self._read_clocks(device, call) if slow else (None, None, None)
         return GpuReading(energy_j=energy_j, power_w=power_w, mem_used_bytes=mem_used,
                           proc_mem_bytes=sum(by_pid.values()) if by_pid is not None else None,
@@ -599,6 +623,15 @@ class NvmlBackend:
             mapped = _map_nvml_error(nvml, err, f"reading energy and power on GPU {index}")
             raise (GpuReadError(str(mapped)) if isinstance(mapped, _NotSupported) else mapped) from err
         return GpuReading(energy_j=energy_mj / 1e3, power_w=power_mw / 1e3)
+
+    def process_visibility(self) -> dict[int, dict[str, int]]:
+        """Per device index, how many processes NVML listed that are not this run's
+        (`other_processes`) and how many of those this PID namespace does not have
+        (`not_in_this_pid_namespace`: inside a container NVML reports host PIDs, which match none
+        of the run's, so its own memory cannot be told apart)."""
+        return {index: {"other_processes": len(device.other_pids),
+                        "not_in_this_pid_namespace": len(device.unseen_pids)}
+                for index, device in self._devices.items()}
 
     # ---- close ---------------------------------------------------------------------------------
 

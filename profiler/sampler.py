@@ -171,6 +171,7 @@ class GpuSampler:
         probe_default = PROBE_S if getattr(backend, "probe_counter", False) else 0.0
         self.counter_probe_s = probe_default if counter_probe_s is None else counter_probe_s
         self._probe: CounterProbe | None = None
+        self._visibility: dict[int, dict[str, int]] | None = None  # kept from the backend at stop
 
     def start(self) -> list[GpuInfo]:
         """Probe the devices, take a first reading and start the thread. Never raises for a missing GPU:
@@ -250,6 +251,7 @@ class GpuSampler:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        self._visibility = self._process_visibility()  # the backend forgets it on close
         try:
             self.backend.close()
         except Exception:  # noqa: BLE001
@@ -260,6 +262,7 @@ class GpuSampler:
         """The sampler's part of run.json: backend, devices (with the memory baseline each started
         from), clock anchor, settings and statistics."""
         gpus = []
+        visibility = self._visibility if self._visibility is not None else self._process_visibility()
         for info in self.gpus:
             data = info.to_json()
             first = self.first_rows.get(info.uuid)
@@ -268,6 +271,8 @@ class GpuSampler:
                 data["mem_baseline_bytes"] = mem_used
             if self._probe is not None and info.uuid in self._probe.results:
                 data["counter_probe"] = self._probe.results[info.uuid]
+            if info.index in visibility:
+                data["processes_seen"] = visibility[info.index]
             gpus.append(data)
         return {
             "gpu_backend": self.backend.name,
@@ -278,6 +283,15 @@ class GpuSampler:
                         "counter_probe_s": self.counter_probe_s,
                         "counter_probe_cpu_s": self._probe.cpu_s if self._probe is not None else None},
         }
+
+    def _process_visibility(self) -> dict[int, dict[str, int]]:
+        """What the backend saw of processes that are not this run's, where it keeps count (NVML)."""
+        report = getattr(self.backend, "process_visibility", None)
+        try:
+            return report() if report is not None else {}
+        except Exception:  # noqa: BLE001 - run.json is written whatever a backend does
+            logger.debug("process visibility failed", exc_info=True)
+            return {}
 
     def _run(self) -> None:
         cpu_start = time.thread_time()

@@ -86,6 +86,7 @@ def notes(ledger: Ledger) -> list[str]:
                          f"{number(gpu['idle_power_w'])} W; counter update period "
                          f"{number((gpu['update_period_s'] or math.nan) * 1000, 0)} ms"
                          + _located_note(gpu.get("updates_located_within_ms"))
+                         + (f"; memory {gpu['memory_source']}" if gpu.get("memory_source") else "")
                          + _readings_note(gpu.get("readings") or {}))
         lines.append(f"energy $: {sources.get('energy_cost_usd')}; CO2: {sources.get('co2_g')}")
         lines.append(f"GPU $: {sources.get('gpu_cost_usd')} ({ledger.steps['gpu_cost_source'].iat[0]})")

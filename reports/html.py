@@ -39,6 +39,7 @@ _TREE_COLUMNS: tuple[tuple[str, str, Fmt, str], ...] = (
     ("GiB·s", "gpu_mem_gib_s", lambda v: number(v, 2), ""),
     ("self", "self_gpu_mem_gib_s", lambda v: number(v, 2), "self"),
     ("Idle GiB·s", "idle_hold_gib_s", lambda v: number(v, 2), ""),
+    ("Peak GiB", "gpu_mem_peak_gib", lambda v: number(v, 2), ""),
     ("Total $", "total_cost_usd", usd, ""),
     ("self", "self_total_cost_usd", usd, "self"),
 )
@@ -51,6 +52,7 @@ _GROUP_COLUMNS: tuple[tuple[str, str, Fmt], ...] = (
     ("GPU J", "energy_j", lambda v: number(v, 1)),
     ("GiB·s", "gpu_mem_gib_s", lambda v: number(v, 2)),
     ("Idle GiB·s", "idle_hold_gib_s", lambda v: number(v, 2)),
+    ("Peak GiB", "gpu_mem_peak_gib", lambda v: number(v, 2)),
     ("Total $", "total_cost_usd", usd),
 )
 _TOPS = (("self_total_cost_usd", "By dollars", usd), ("self_energy_j", "By GPU energy (J)", lambda v: number(v, 1)),
@@ -156,6 +158,10 @@ def _headline(ledger: Ledger) -> str:
               "measured: memory held x time" if gpu_measured else "not measured: no GPU samples"),
         _card("idle_hold_gib_s", "Idle hold (GiB·s)", t.get("idle_hold_gib_s"), number(t.get("idle_hold_gib_s"), 1),
               "measured: memory held while the GPU did no work" if gpu_measured else "not measured: no GPU samples"),
+        _card("gpu_mem_peak_gib", "Peak GPU memory (GiB)", t.get("gpu_mem_peak_gib"),
+              number(t.get("gpu_mem_peak_gib"), 2),
+              "measured: the most the run held, per GPU, summed" if gpu_measured
+              else "not measured: no GPU samples"),
         _card("wall_s", "Wall time (s)", t.get("wall_s"), number(t.get("wall_s"), 2),
               "first start to last end, steps and GPU samples"),
     ]

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from profiler.ledger import Ledger
 from reports._cells import api_cell, notes, number, step_label, tokens, usd
 
-_HEADER = ("Step", "Kind", "Wall s", "In tok", "Out tok", "API $", "GPU J", "GiB·s", "Idle GiB·s", "Total $")
+_HEADER = ("Step", "Kind", "Wall s", "In tok", "Out tok", "API $", "GPU J", "GiB·s", "Idle GiB·s", "Peak GiB",
+           "Total $")
 
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _gpu_cells(row: Any) -> list[str]:
+    """Energy, memory held, idle hold and peak memory of a step or group row."""
+    return [number(row["energy_j"], 1), number(row["gpu_mem_gib_s"], 2), number(row["idle_hold_gib_s"], 2),
+            number(row["gpu_mem_peak_gib"], 2)]
 
 
 def render_markdown(ledger: Ledger, *, by: str = "step", top: int | None = None) -> str:
@@ -24,8 +33,7 @@ def render_markdown(ledger: Ledger, *, by: str = "step", top: int | None = None)
         for _, row in grouped.iterrows():
             lines.append("| " + " | ".join([_escape(str(row[by])), str(int(row["count"])), number(row["wall_s"], 2),
                                             tokens(row["input_tokens"]), tokens(row["output_tokens"]),
-                                            usd(row["api_cost_usd"]), number(row["energy_j"], 1),
-                                            number(row["gpu_mem_gib_s"], 2), number(row["idle_hold_gib_s"], 2),
+                                            usd(row["api_cost_usd"]), *_gpu_cells(row),
                                             usd(row["total_cost_usd"])]) + " |")
     else:
         steps = ledger.tree_order()
@@ -40,13 +48,13 @@ def render_markdown(ledger: Ledger, *, by: str = "step", top: int | None = None)
             indent = "&nbsp;&nbsp;" * int(row["depth"]) if top is None else ""
             lines.append("| " + " | ".join([indent + _escape(step_label(row)), row["kind"], number(row["wall_s"], 2),
                                             tokens(row["input_tokens"]), tokens(row["output_tokens"]),
-                                            api_cell(row), number(row["energy_j"], 1),
-                                            number(row["gpu_mem_gib_s"], 2), number(row["idle_hold_gib_s"], 2),
+                                            api_cell(row), *_gpu_cells(row),
                                             usd(row["total_cost_usd"])]) + " |")
     lines.append("| **Total (measured)** | | " + " | ".join([
         number(totals.get("wall_s"), 2), tokens(totals.get("input_tokens")), tokens(totals.get("output_tokens")),
         usd(totals.get("api_cost_usd")), number(totals.get("energy_j"), 1), number(totals.get("gpu_mem_gib_s"), 2),
-        number(totals.get("idle_hold_gib_s"), 2), usd(totals.get("total_cost_usd"))]) + " |")
+        number(totals.get("idle_hold_gib_s"), 2), number(totals.get("gpu_mem_peak_gib"), 2),
+        usd(totals.get("total_cost_usd"))]) + " |")
     lines.append("")
     lines.extend(f"- {_escape(line)}" for line in notes(ledger))
     return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ _COLUMNS = (
     ("GPU J", "right"),
     ("GiB·s", "right"),
     ("Idle GiB·s", "right"),
+    ("Peak GiB", "right"),
     ("Total $", "right"),
 )
 
@@ -32,7 +33,7 @@ def render_table(ledger: Ledger, *, by: str = "step", top: int | None = None, wi
                  color: bool = False) -> str:
     """Render the ledger as a terminal table (a tree of steps unless `by` or `top` is given)."""
     stream = io.StringIO()
-    console = Console(file=stream, width=width or 140, no_color=not color, color_system="auto" if color else None,
+    console = Console(file=stream, width=width or 150, no_color=not color, color_system="auto" if color else None,
                       highlight=False, soft_wrap=False)
     console.print(_title(ledger))
     if by != "step":
@@ -91,6 +92,7 @@ def _cells(row: pd.Series, label: str, self_only: bool = False) -> list[str]:
         number(row[f"{prefix}energy_j"], 1),
         number(row[f"{prefix}gpu_mem_gib_s"], 2),
         number(row[f"{prefix}idle_hold_gib_s"], 2),
+        number(row["gpu_mem_peak_gib"], 2),  # a peak has no self twin: it is not split
         usd(row[f"{prefix}total_cost_usd"]),
     ]
 
@@ -99,7 +101,7 @@ def _total_cells(totals: dict[str, Any]) -> list[str]:
     return ["Total (measured)", "", number(totals.get("wall_s"), 2), tokens(totals.get("input_tokens")),
             tokens(totals.get("output_tokens")), usd(totals.get("api_cost_usd")), number(totals.get("energy_j"), 1),
             number(totals.get("gpu_mem_gib_s"), 2), number(totals.get("idle_hold_gib_s"), 2),
-            usd(totals.get("total_cost_usd"))]
+            number(totals.get("gpu_mem_peak_gib"), 2), usd(totals.get("total_cost_usd"))]
 
 
 def _group_table(ledger: Ledger, by: str, top: int | None) -> Table:
@@ -108,11 +110,12 @@ def _group_table(ledger: Ledger, by: str, top: int | None) -> Table:
         grouped = grouped.head(top)
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for name in (by.capitalize(), "Count", "Wall s", "In tok", "Out tok", "API $", "GPU J", "GiB·s", "Idle GiB·s",
-                 "Total $"):
+                 "Peak GiB", "Total $"):
         table.add_column(name, justify="left" if name == by.capitalize() else "right")
     for _, row in grouped.iterrows():
         table.add_row(str(row[by]), str(int(row["count"])), number(row["wall_s"], 2), tokens(row["input_tokens"]),
                       tokens(row["output_tokens"]), usd(row["api_cost_usd"]), number(row["energy_j"], 1),
-                      number(row["gpu_mem_gib_s"], 2), number(row["idle_hold_gib_s"], 2), usd(row["total_cost_usd"]))
+                      number(row["gpu_mem_gib_s"], 2), number(row["idle_hold_gib_s"], 2),
+                      number(row["gpu_mem_peak_gib"], 2), usd(row["total_cost_usd"]))
     table.caption = f"by {by}: each step's own share (children excluded), summed"
     return table

@@ -17,6 +17,7 @@ from types import ModuleType
 
 import pytest
 
+import profiler
 from profiler.errors import GpuReadError, GpuUnavailableError
 from profiler.gpu import CAPABILITIES, GpuBackend, GpuInfo
 from profiler.nvml import NvmlBackend, probe_gpus
@@ -341,6 +342,47 @@ def test_the_sampler_writes_per_process_memory_clocks_and_temperature(sim: Sim, 
     assert frame["proc_mem_bytes"].tolist()[::2] == [20 * 2**30] * 2
     assert frame["temp_c"].tolist()[::2] == [55.0, 55.0] and math.isnan(frame["temp_c"].iat[1])
     assert frame[["sm_clock_mhz", "mem_clock_mhz"]].isna().all(axis=None)
+
+
+# Above the kernel's PID_MAX_LIMIT (2**22): no PID namespace can have it, as a host PID seen from a container.
+FOREIGN_PID = 2**22 + 7
+
+
+def test_the_sampler_records_processes_of_other_pid_namespaces(sim: Sim, tmp_path: Path) -> None:
+    nvml = sim(f"""
+        {H100}
+        process pid=4242 mem=18GiB
+        process pid={FOREIGN_PID} mem=2GiB
+        process pid={os.getpid()} mem=1GiB
+    """)
+    sampler = GpuSampler(NvmlBackend(nvml, visible_devices=None), tmp_path / "samples.csv",
+                         interval_s=600.0, pids=lambda: frozenset({4242}))
+    (info,) = sampler.start()
+    assert info.details["pid_namespace"] in ("host", "own")
+    sampler.tick(slow=True)
+    sampler.stop()
+    (gpu,) = sampler.describe()["gpus"]
+    # Two processes are not the run's; one of them does not exist in this PID namespace.
+    assert gpu["processes_seen"] == {"other_processes": 2, "not_in_this_pid_namespace": 1}
+
+
+def test_a_run_whose_pids_nvml_does_not_list_is_warned_about(sim: Sim, tmp_path: Path) -> None:
+    # As inside a container: NVML lists the run's own process under its host PID.
+    nvml = sim(f"""
+        {H100}
+        memory total=80GiB used=20GiB
+        process pid={FOREIGN_PID} mem=18GiB
+    """)
+    run_dir = tmp_path / "run"
+    backend = NvmlBackend(nvml, visible_devices=None)
+    with profiler.session("in-a-container", run_dir=run_dir, gpu=backend, sample_interval_s=0.05), \
+            profiler.step("work"):
+        time.sleep(0.3)
+    ledger = profiler.attribute(profiler.load(run_dir))
+    (gpu,) = ledger.totals["gpus"]
+    assert gpu["memory_source"] == "measured:device-memory-above-baseline"
+    (warning,) = [w for w in ledger.checks["warnings"] if "PID namespace" in w]
+    assert "1 process(es)" in warning and "host PIDs" in warning and "\n" not in warning
 
 
 def test_gpu_lost_mid_run_raises_unavailable(sim: Sim) -> None:

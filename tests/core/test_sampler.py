@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from profiler import host
 from profiler.errors import GpuUnavailableError
 from profiler.gpu import NullBackend
 from profiler.model import parse_pid_memory
@@ -273,3 +274,18 @@ def test_the_thread_ticks_on_its_own_and_stops_promptly() -> None:
     stats = sampler.stop(timeout_s=2.0)
     assert time.monotonic() - began < 1.0
     assert stats.ticks >= 4 and stats.wall_s > 0 and stats.thread_cpu_s >= 0
+
+
+@pytest.mark.parametrize("link, expected", [("pid:[4026531836]", "host"), ("pid:[4026532512]", "own")])
+def test_pid_namespace_tells_the_host_from_a_container(monkeypatch: pytest.MonkeyPatch, link: str,
+                                                       expected: str) -> None:
+    monkeypatch.setattr(host.os, "readlink", lambda path: link)
+    assert host.pid_namespace() == expected
+
+
+def test_pid_namespace_is_unknown_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_proc(path: str) -> str:
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(host.os, "readlink", no_proc)
+    assert host.pid_namespace() is None

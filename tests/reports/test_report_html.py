@@ -89,13 +89,15 @@ CARD_TEXT = {
     "api_cost_usd": usd, "gpu_cost_usd": usd, "energy_cost_usd": usd,
     "input_tokens": lambda v: number(v, 0), "output_tokens": lambda v: number(v, 0), "energy_kwh": _kwh,
     "co2_g": lambda v: number(v, 2), "gpu_mem_gib_s": lambda v: number(v, 1),
-    "idle_hold_gib_s": lambda v: number(v, 1), "wall_s": lambda v: number(v, 2),
+    "idle_hold_gib_s": lambda v: number(v, 1), "gpu_mem_peak_gib": lambda v: number(v, 2),
+    "wall_s": lambda v: number(v, 2),
 }
 CELL_TEXT = {
     "wall_s": lambda v: number(v, 2), "self_wall_s": lambda v: number(v, 2), "input_tokens": tokens,
     "output_tokens": tokens, "energy_j": lambda v: number(v, 1), "self_energy_j": lambda v: number(v, 1),
     "gpu_mem_gib_s": lambda v: number(v, 2), "self_gpu_mem_gib_s": lambda v: number(v, 2),
-    "idle_hold_gib_s": lambda v: number(v, 2), "total_cost_usd": usd, "self_total_cost_usd": usd,
+    "idle_hold_gib_s": lambda v: number(v, 2), "gpu_mem_peak_gib": lambda v: number(v, 2),
+    "total_cost_usd": usd, "self_total_cost_usd": usd,
 }
 
 
@@ -187,7 +189,7 @@ def test_missing_figures_show_a_dash_never_zero(which: str, request: pytest.Fixt
 
 def test_numbers_match_the_json_ledger(golden_ledger: Ledger) -> None:
     dom = parse(render(golden_ledger, "html"))
-    assert assert_figures_match_json(dom, golden_ledger) == 14 * 12  # rows (13 steps + unattributed) x columns
+    assert assert_figures_match_json(dom, golden_ledger) == 14 * 13  # rows (13 steps + unattributed) x columns
     cards = {n.attrs["data-figure"]: n for n in dom.walk() if "data-figure" in n.attrs}
     assert next(n for n in cards["total_cost_usd"].walk() if "value" in n.classes()).text() == "$0.0124+?"
     assert next(n for n in cards["input_tokens"].walk() if "value" in n.classes()).text() == "12,100"
