@@ -66,7 +66,12 @@ def _column_values(column: pd.Series) -> list[Any]:
     """A column as Python values. msgspec writes NaN (a missing float or string) as null itself;
     `_to_json` turns whatever else an object column holds into JSON."""
     if column.dtype.kind in "iubf":
-        return column.to_numpy().tolist()
+        values = column.to_numpy()
+        if values.dtype.kind == "f" and np.isnan(values).all():
+            # A quantity nothing measured (no GPU samples: a third of the columns): None is
+            # written as null too, and takes no float object per row to make and free.
+            return [None] * len(values)
+        return values.tolist()
     return column.tolist()
 
 
