@@ -48,8 +48,9 @@ class LocalModel:
     @profiler.step("load model weights")
     def load(self) -> None:
         gpu.power_w, gpu.util_pct = 180.0, 40.0
-        time.sleep(0.4)
-        gpu.mem_used_bytes += self.weights_bytes
+        for _shard in range(4):  # the weights arrive shard by shard
+            time.sleep(0.1)
+            gpu.mem_used_bytes += self.weights_bytes / 4
         gpu.power_w, gpu.util_pct = 70.0, 0.0
 
     @profiler.llm(model="llama-3.1-8b-instruct", provider="vllm")

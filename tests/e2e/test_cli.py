@@ -106,3 +106,22 @@ def test_gpus_without_a_driver_says_so(tmp_path: Path) -> None:
 def test_run_without_a_command_is_a_usage_error(tmp_path: Path) -> None:
     result = sessionprof("run", cwd=tmp_path)
     assert result.returncode == 2 and "give the command" in result.stderr
+
+
+def test_the_simulated_gpu_example_measures_every_gpu_figure(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIONPROF_", "OPENAI_", "ANTHROPIC_"))}
+    example = ROOT / "examples" / "simulated_gpu_agent.py"
+    result = subprocess.run([sys.executable, str(example)], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "conservation check: held" in result.stdout and "Peak GiB" in result.stdout
+    (run_dir,) = (tmp_path / ".sessionprof" / "runs").iterdir()
+    report = sessionprof("report", str(run_dir), "--format", "json", cwd=tmp_path)
+    rows = json.loads(report.stdout)["steps"]
+    steps = {s["name"]: s for s in rows}
+    load, agent = steps["load model weights"], steps["invoke_agent coding-agent"]
+    # The weights arrive while the load step runs, and the KV cache grows on top of them afterwards.
+    assert 0 < load["gpu_mem_peak_gib"] <= 16.0 < agent["gpu_mem_peak_gib"] < 17.0
+    assert load["energy_j"] > 0 and load["gpu_mem_gib_s"] > 0
+    tools = [s for s in rows if s["kind"] == "execute_tool"]
+    assert len(tools) == 4 and all(s["idle_hold_gib_s"] > 0 for s in tools)  # the cache waits on the tools
