@@ -232,7 +232,9 @@ def _inherit_sessions(spans: pd.DataFrame) -> pd.DataFrame:
 
 def _dedupe(spans: pd.DataFrame) -> pd.DataFrame:
     """Keep one record per (trace, span): the one that ended last."""
-    if not spans.duplicated(["trace_id", "span_id"]).any():
+    # Span ids are unique in practice, and then so is every (trace, span): one hash pass over the
+    # span ids says so in half the time of looking for repeated pairs.
+    if spans["span_id"].is_unique or not spans.duplicated(["trace_id", "span_id"]).any():
         return spans.reset_index(drop=True)
     return (spans.sort_values("end_ns", kind="stable")
             .drop_duplicates(["trace_id", "span_id"], keep="last")
