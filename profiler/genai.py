@@ -313,26 +313,101 @@ class SpanBatch(NamedTuple):
         for mine, theirs in zip(self, columns):
             mine.extend(theirs)
 
-    def clear(self) -> None:
-        """Empty every column."""
-        for column in self:
-            column.clear()
-
 
 def span_columns(batch: SpanBatch) -> dict[str, list[Any]]:
     """Turn decoded spans into the columns of `Run.spans` (all but `bills_usage`), a list each.
 
     Same answers as `operation_of`, `usage_of`, `model_of`, `provider_of`, `session_of` and
-    `reported_cost_of`, but a batch at a time: spans whose attributes have the same keys (most
-    spans of a file, which one instrumentation wrote) share one plan of which alias answers each
-    concept, and each concept is read down a column instead of span by span.
+    `reported_cost_of`, but a batch at a time (see `span_arrays`).
+    """
+    return {column: values.tolist() if isinstance(values, np.ndarray) else values
+            for column, values in span_arrays(batch).items()}
+
+
+def span_arrays(batch: SpanBatch) -> dict[str, list[Any] | np.ndarray]:
+    """`span_columns`, with the number and bool columns as numpy arrays of their `SPAN_COLUMNS` dtype
+    (the times as lists where one is not an int64): no Python object per value.
+
+    Spans whose attributes have the same keys (most spans of a file, which one instrumentation
+    wrote) share one plan of which alias answers each concept, and each concept is read down a
+    column instead of span by span, for only the spans whose keys can answer it.
     """
     n = len(batch.trace_id)
     trace_ids, span_ids, parents, names, starts, ends, statuses, attrs, resources = batch
-    kinds = [attrs_.get(semconv.OPERATION) for attrs_ in attrs]
-    found: dict[str, list[Any]] = {concept: [None] * n for concept in _CONCEPTS}
+    operation = semconv.OPERATION
+    kinds = [attrs_.get(operation) for attrs_ in attrs]
+    found: dict[str, list[Any]] = {concept: [None] * n for concept in _OBJECT_CONCEPTS}
+    numbers = _NumberColumns(n)
     pids: list[Any] = [None] * n
-    session_roots = [False] * n
+    session_roots = np.zeros(n, dtype=bool)
+    by_name: dict[str, str] = {}  # the operation of spans that only their name can tell
+    with_address: list[int] = []
+    with_langfuse_usage: list[int] = []
+    for shape, rows in _rows_by_shape(attrs).items():
+        group_attrs = [attrs[i] for i in rows]
+        _read_kinds(kinds, rows, group_attrs, names, shape, by_name)
+        if semconv.SERVER_ADDRESS in shape:
+            with_address.extend(rows)
+        if _LANGFUSE_USAGE in shape:
+            with_langfuse_usage.extend(rows)
+        for concept, keys in _plan(shape):
+            values = _pick(group_attrs, keys, concept == "model")
+            if concept in _NUMBER_CONCEPTS:
+                numbers.add(concept, rows, values)
+                continue
+            if concept == "provider":
+                values = [_normalise_provider(value) if value is not None else None for value in values]
+            elif concept == "session":
+                values = [str(value) if value is not None else None for value in values]
+            column = found[concept]
+            for i, value in zip(rows, values):
+                column[i] = value
+        if semconv.SESSION_ROOT in shape:
+            session_roots[rows] = [bool(attrs_.get(semconv.SESSION_ROOT, False)) for attrs_ in group_attrs]
+        if semconv.PROCESS_PID in shape:
+            for i, attrs_ in zip(rows, group_attrs):
+                pids[i] = attrs_[semconv.PROCESS_PID]
+
+    providers = found["provider"]
+    for i in with_address:  # spans that name no provider may name its endpoint
+        if providers[i] is None:
+            providers[i] = _provider_from_address(attrs[i])
+    sessions = found["session"]
+    _add_resource_facts(sessions, pids, resources, trace_ids)
+    tokens = {column: numbers.column(column) for column in TOKEN_COLUMNS}
+    # The exclusive-cache rule of `usage_of`: cache counts above the input mean the input excluded them.
+    cached = np.nan_to_num(tokens["cache_read_tokens"]) + np.nan_to_num(tokens["cache_write_tokens"])
+    exclusive = cached > tokens["input_tokens"]  # False where the input is NaN
+    tokens["input_tokens"][exclusive] += cached[exclusive]
+    inference = [i for i, kind in enumerate(kinds) if kind in INFERENCE_KINDS]
+    remote = np.zeros(n, dtype=bool)
+    remote[inference] = [is_remote(kinds[i], providers[i], attrs[i]) for i in inference]
+    start_ns, end_ns = _times(starts, ends)
+    columns: dict[str, list[Any] | np.ndarray] = {
+        "trace_id": trace_ids,
+        "span_id": span_ids,
+        "parent_span_id": [parent or None for parent in parents],
+        "session_id": sessions,
+        "name": names,
+        "kind": kinds,
+        "status": statuses,
+        "start_ns": start_ns,
+        "end_ns": end_ns,
+        "model": found["model"],
+        "provider": providers,
+        "reported_cost_usd": numbers.column("cost"),
+        "remote": remote,
+        "session_root": session_roots,
+        "pid": _counts(pids),
+        "attributes": attrs,
+        **tokens,
+    }
+    _add_langfuse_usage(columns, attrs, with_langfuse_usage)
+    return columns
+
+
+def _rows_by_shape(attrs: list[dict[str, Any]]) -> dict[tuple[str, ...], list[int]]:
+    """The positions of the spans of each attribute shape (their keys, in order)."""
     groups: dict[tuple[str, ...], list[int]] = {}
     for i, shape in enumerate(map(tuple, attrs)):
         group = groups.get(shape)
@@ -340,43 +415,52 @@ def span_columns(batch: SpanBatch) -> dict[str, list[Any]]:
             groups[shape] = [i]
         else:
             group.append(i)
-    by_name: dict[str, str] = {}  # the operation of spans that only their name can tell
-    with_address: list[int] = []
-    for shape, rows in groups.items():
-        group_attrs = [attrs[i] for i in rows]
-        if semconv.OPERATION not in shape:  # another dialect's way of saying it, or the name's
-            named_only = _OPERATION_KEYS.isdisjoint(shape)
-            for i, attrs_ in zip(rows, group_attrs):
-                name = names[i]
-                kind = by_name.get(name) if named_only else None
-                if kind is None:
-                    kind = operation_of(attrs_, name)
-                    if named_only:
-                        by_name[name] = kind
-                kinds[i] = kind
-        else:
-            for i in rows:
-                kind = kinds[i]
-                if not isinstance(kind, str) or not kind:
-                    kinds[i] = operation_of(attrs[i], names[i])
-        if semconv.SERVER_ADDRESS in shape:
-            with_address.extend(rows)
-        for concept, keys in _plan(shape):
-            column = found[concept]
-            for i, value in zip(rows, _pick(group_attrs, keys, concept == "model")):
-                column[i] = value
-        if semconv.SESSION_ROOT in shape:
-            for i, attrs_ in zip(rows, group_attrs):
-                session_roots[i] = bool(attrs_.get(semconv.SESSION_ROOT, False))
-        if semconv.PROCESS_PID in shape:
-            for i, attrs_ in zip(rows, group_attrs):
-                pids[i] = attrs_[semconv.PROCESS_PID]
+    return groups
 
-    providers = [_normalise_provider(value) if value is not None else None for value in found["provider"]]
-    for i in with_address:  # spans that name no provider may name its endpoint
-        if providers[i] is None:
-            providers[i] = _provider_from_address(attrs[i])
-    sessions = [str(value) if value is not None else None for value in found["session"]]
+
+def _read_kinds(kinds: list[Any], rows: list[int], group_attrs: list[dict[str, Any]], names: list[str],
+                shape: tuple[str, ...], by_name: dict[str, str]) -> None:
+    """Set the operation of the spans of one shape, where their `gen_ai.operation.name` does not give it."""
+    if semconv.OPERATION in shape:
+        for i, attrs_ in zip(rows, group_attrs):
+            kind = kinds[i]
+            if not isinstance(kind, str) or not kind:
+                kinds[i] = operation_of(attrs_, names[i])
+        return
+    named_only = _OPERATION_KEYS.isdisjoint(shape)  # another dialect's way of saying it, or the name's
+    for i, attrs_ in zip(rows, group_attrs):
+        name = names[i]
+        kind = by_name.get(name) if named_only else None
+        if kind is None:
+            kind = operation_of(attrs_, name)
+            if named_only:
+                by_name[name] = kind
+        kinds[i] = kind
+
+
+class _NumberColumns:
+    """The counts and costs of a batch, gathered a shape at a time and set in one numpy step each;
+    NaN for the spans whose keys do not answer them."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.rows: dict[str, list[int]] = {concept: [] for concept in _NUMBER_CONCEPTS}
+        self.values: dict[str, list[float]] = {concept: [] for concept in _NUMBER_CONCEPTS}
+
+    def add(self, concept: str, rows: list[int], values: list[Any]) -> None:
+        self.rows[concept].extend(rows)
+        self.values[concept].extend(map(_count, values))
+
+    def column(self, concept: str) -> np.ndarray:
+        column = np.full(self.n, math.nan)
+        column[self.rows[concept]] = self.values[concept]
+        return column
+
+
+def _add_resource_facts(sessions: list[str | None], pids: list[Any], resources: list[Mapping[str, Any]],
+                        trace_ids: list[str]) -> None:
+    """Give spans without a session, or without a pid, their resource's; a span without either
+    session falls back to its trace."""
     of_resource: dict[int, tuple[str | None, Any]] = {}  # a resource is shared by many spans
     for i, session in enumerate(sessions):
         if session is None or not pids[i]:
@@ -391,41 +475,30 @@ def span_columns(batch: SpanBatch) -> dict[str, list[Any]]:
             if not pids[i]:
                 pids[i] = known[1]
 
-    tokens = {column: np.array([_count(v) if v is not None else math.nan for v in found[column]], dtype=np.float64)
-              for column in TOKEN_COLUMNS}
-    # The exclusive-cache rule of `usage_of`: cache counts above the input mean the input excluded them.
-    cached = np.nan_to_num(tokens["cache_read_tokens"]) + np.nan_to_num(tokens["cache_write_tokens"])
-    exclusive = cached > tokens["input_tokens"]  # False where the input is NaN
-    tokens["input_tokens"][exclusive] += cached[exclusive]
-    columns: dict[str, list[Any]] = {
-        "trace_id": trace_ids,
-        "span_id": span_ids,
-        "parent_span_id": [parent or None for parent in parents],
-        "session_id": sessions,
-        "name": names,
-        "kind": kinds,
-        "status": statuses,
-        "start_ns": starts,
-        "end_ns": [end if end is None or end > start else start for start, end in zip(starts, ends)],
-        "model": found["model"],
-        "provider": providers,
-        "reported_cost_usd": [_count(v) if v is not None else math.nan for v in found["cost"]],
-        "remote": [kind in INFERENCE_KINDS and is_remote(kind, provider, attrs_)
-                   for kind, provider, attrs_ in zip(kinds, providers, attrs)],
-        "session_root": session_roots,
-        "pid": [_count(pid) if pid is not None else math.nan for pid in pids],
-        "attributes": attrs,
-        **{column: values.tolist() for column, values in tokens.items()},
-    }
-    _add_langfuse_usage(columns, attrs)
-    return columns
+
+def _counts(values: list[Any]) -> np.ndarray:
+    """`_count` of each value (NaN for None) as a float64 array."""
+    if values.count(None) == len(values):
+        return np.full(len(values), math.nan)
+    return np.fromiter(map(_count, values), dtype=np.float64, count=len(values))
+
+
+def _times(starts: list[int], ends: list[int | None]) -> tuple[np.ndarray | list[Any], np.ndarray | list[Any]]:
+    """Start and end times, an end before its start moved to the start: int64 arrays, or lists
+    where a time is missing or beyond int64 (which the span table then refuses as it would)."""
+    try:
+        start_ns = np.array(starts, dtype=np.int64)
+        end_ns = np.array(ends, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError):
+        return starts, [end if end is None or end > start else start for start, end in zip(starts, ends)]
+    return start_ns, np.maximum(end_ns, start_ns)
 
 
 #: The attributes `operation_of` reads; spans with none of them are told apart by their name alone.
 _OPERATION_KEYS = frozenset({semconv.OPERATION, "openinference.span.kind", "llm.request.type", "traceloop.span.kind",
                              "ai.operationId", "langfuse.observation.type"})
-_CONCEPTS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens",
-             "model", "provider", "session", "cost")
+_OBJECT_CONCEPTS = ("model", "provider", "session")
+_NUMBER_CONCEPTS = frozenset({*TOKEN_COLUMNS, "cost"})
 _PLANS: dict[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...]] = {}
 _MAX_PLANS = 4096
 
@@ -473,9 +546,10 @@ def _model_name(value: Any) -> str | None:
     return stripped if stripped and stripped.lower() != "unknown" else None
 
 
-def _add_langfuse_usage(columns: dict[str, list[Any]], attrs: list[dict[str, Any]]) -> None:
-    """Spans with no usage of their own but Langfuse's usage blob take their counts from it."""
-    for i, attrs_ in enumerate(attrs):
-        if _LANGFUSE_USAGE in attrs_ and all(math.isnan(columns[c][i]) for c in TOKEN_COLUMNS):
-            for column, value in (_langfuse_usage(attrs_) or {}).items():
+def _add_langfuse_usage(columns: dict[str, Any], attrs: list[dict[str, Any]], rows: list[int]) -> None:
+    """Spans (of `rows`: those with Langfuse's usage blob) with no usage of their own take their
+    counts from the blob."""
+    for i in rows:
+        if all(math.isnan(columns[c][i]) for c in TOKEN_COLUMNS):
+            for column, value in (_langfuse_usage(attrs[i]) or {}).items():
                 columns[column][i] = value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from profiler.errors import TraceFormatError
 from profiler.gc_pause import gc_paused
-from profiler.genai import SpanBatch, SpanRecord, span_columns
+from profiler.genai import SpanBatch, SpanRecord, span_arrays
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
 from profiler.readers import console, jaeger, otlp, otlp_typed
 from profiler.readers.framing import iter_json_values
@@ -124,13 +125,14 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     total = max(path.stat().st_size, 1)
     report = (lambda consumed: progress(consumed, total)) if progress else None
     names = [name for name in SPAN_COLUMNS if name != "bills_usage"]
-    columns: dict[str, list[Any]] = {name: [] for name in names}
+    pieces: dict[str, list[Any]] = {name: [] for name in names}  # per column, a list or array per batch
     batch = SpanBatch.of()
     unfinished: dict[tuple[str, str], str] = {}
     formats: dict[str, int] = {}
 
     def flush() -> None:
         # Records become columns a batch at a time: memory stays one batch plus the columns.
+        nonlocal batch
         finished = batch
         if None in batch.end_ns:
             records = [SpanRecord(*fields) for fields in zip(*batch)]
@@ -138,9 +140,9 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
                 if record.end_ns is None:
                     unfinished.setdefault((record.trace_id, record.span_id), record.name)
             finished = SpanBatch.of([record for record in records if record.end_ns is not None])
-        for column, values in span_columns(finished).items():
-            columns[column].extend(values)
-        batch.clear()
+        for column, values in span_arrays(finished).items():
+            pieces[column].append(values)
+        batch = SpanBatch.of()  # the pieces hold the finished batch's lists
 
     for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line):
         if type(value) is SpanBatch:
@@ -165,8 +167,8 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
             if len(batch.trace_id) >= _BATCH:
                 flush()
     flush()
-    records = len(columns["span_id"])
-    spans = _inherit_sessions(_dedupe(_frame_from_columns(columns)))  # empties `columns` as it goes
+    records = sum(map(len, pieces["span_id"]))
+    spans = _inherit_sessions(_dedupe(_frame_from_columns(pieces)))  # empties `pieces` as it goes
     never_ended: list[str] = []
     if unfinished:
         finished = set(zip(spans["trace_id"], spans["span_id"]))
@@ -181,22 +183,26 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     return spans, meta
 
 
-def _frame_from_columns(columns: dict[str, list[Any]]) -> pd.DataFrame:
-    """Build `Run.spans` from column lists with the schema's dtypes, without a row-wise detour
-    (and without pandas turning object columns into its own string type)."""
-    n = len(columns["span_id"])
+def _frame_from_columns(pieces: dict[str, list[Any]]) -> pd.DataFrame:
+    """Build `Run.spans` from each column's pieces (a list or an array per batch) with the schema's
+    dtypes, without a row-wise detour (and without pandas turning object columns into its own
+    string type)."""
+    n = sum(map(len, pieces["span_id"]))
     if not n:
         return empty_frame(SPAN_COLUMNS)
     data: dict[str, Any] = {}
     for name, dtype in SPAN_COLUMNS.items():
-        values = columns.get(name)
-        if values is None:  # a column no reader fills (`bills_usage`: decided by attribution)
+        parts = pieces.get(name)
+        if parts is None:  # a column no reader fills (`bills_usage`: decided by attribution)
             data[name] = np.full(n, None, dtype=object) if dtype == "object" else np.zeros(n, dtype=dtype)
         elif dtype == "object":
-            data[name] = pd.Series(np.fromiter(values, dtype=object, count=n), dtype=object, copy=False)
+            data[name] = pd.Series(np.fromiter(chain.from_iterable(parts), dtype=object, count=n), dtype=object,
+                                   copy=False)
+        elif all(isinstance(part, np.ndarray) for part in parts):
+            data[name] = np.concatenate(parts).astype(dtype, copy=False)
         else:
-            data[name] = np.fromiter(values, dtype=dtype, count=n)
-        columns[name] = []  # free each list as soon as its column is built
+            data[name] = np.fromiter(chain.from_iterable(parts), dtype=dtype, count=n)
+        pieces[name] = []  # free each column's pieces as soon as its column is built
     return pd.DataFrame(data, copy=False)
 
 
