@@ -72,6 +72,10 @@ def _column_values(column: pd.Series) -> list[Any]:
             # written as null too, and takes no float object per row to make and free.
             return [None] * len(values)
         return values.tolist()
+    if isinstance(column.dtype, pd.StringDtype):
+        # Few distinct texts (a source, a price's model): one Python str each, not one per row.
+        codes, texts = pd.factorize(column)
+        return np.append(texts.to_numpy(dtype=object), None)[codes].tolist()  # code -1 (missing): None
     return column.tolist()
 
 
