@@ -107,8 +107,9 @@ def work_intervals(steps: pd.DataFrame) -> np.ndarray:
     """(start_ns, end_ns) of the steps that are the agent's work: every row but sessions."""
     if not len(steps):
         return np.zeros((0, 2), dtype=np.int64)
-    work = steps[~steps["kind"].isin([SESSION_KIND, UNATTRIBUTED_KIND])]
-    return work[["start_ns", "end_ns"]].to_numpy(dtype=np.int64)
+    work = ~steps["kind"].isin([SESSION_KIND, UNATTRIBUTED_KIND]).to_numpy()
+    # The two columns first, then the rows: selecting rows of the whole table copies every column.
+    return steps[["start_ns", "end_ns"]].to_numpy(dtype=np.int64)[work]
 
 
 @dataclass(frozen=True, slots=True)
