@@ -16,6 +16,7 @@ import pandas as pd
 
 from profiler import semconv
 from profiler.model import TOKEN_COLUMNS, Run
+from profiler.peaks import peak_column
 from profiler.pricing import Prices
 from profiler.sensor_checks import add_checks, energy_uncertainty
 from profiler.timeline import GIB, QUANTITIES, GpuTimeline
@@ -174,7 +175,7 @@ def build_ledger(
         "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"])
     derived["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
     derived["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
-    derived["gpu_mem_peak_gib"] = _peak_column(ident, timelines)
+    derived["gpu_mem_peak_gib"] = peak_column(ident["start_ns"], ident["end_ns"], ident["kind"], timelines)
     derived["energy_estimated"] = _estimated(derived["wall_s"], derived["energy_j"], coverage_all, timelines)
     # About one sensor update period's worth of the step's mean power (profiler.sensor_checks).
     ends = (ident["start_ns"], ident["end_ns"])
@@ -272,42 +273,6 @@ def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,
     short = np.isfinite(wall_s) & (wall_s < 2 * period_s)
     partial = coverage < 1.0 - 1e-9
     return (np.full(len(wall_s), integrated) | short | partial) & ~np.isnan(energy_j) & np.isfinite(wall_s)
-
-
-def peak_memory_gib(start_ns: np.ndarray, end_ns: np.ndarray, timelines: list[GpuTimeline]) -> np.ndarray:
-    """The most GPU memory the run held while each row was open, in GiB: each GPU's peak over the
-    row's interval, summed over GPUs (NaN where no GPU's memory was sampled then). A peak is not
-    split among concurrent steps, so it has no `self_` twin and rows do not add up to it."""
-    per_gpu = [line.peak_held_bytes(start_ns, end_ns) for line in timelines if line.held_bytes is not None]
-    if not per_gpu:
-        return np.full(len(start_ns), np.nan)
-    stacked = np.vstack(per_gpu)
-    sampled = ~np.isnan(stacked).all(axis=0)
-    return np.where(sampled, np.nansum(stacked, axis=0), np.nan) / GIB
-
-
-def _peak_column(ident: dict[str, Any], timelines: list[GpuTimeline]) -> np.ndarray:
-    """`peak_memory_gib` of every step row, and of the `unattributed` row over the time outside
-    every session (the only time it holds)."""
-    start_ns, end_ns = ident["start_ns"], ident["end_ns"]
-    peaks = peak_memory_gib(start_ns[:-1], end_ns[:-1], timelines)
-    session = np.asarray(ident["kind"], dtype=object)[:-1] == "session"
-    gap_start, gap_end = _gaps(start_ns[:-1][session], end_ns[:-1][session], start_ns[-1], end_ns[-1])
-    outside = peak_memory_gib(gap_start, gap_end, timelines)
-    unattributed = np.nanmax(outside) if np.isfinite(outside).any() else np.nan
-    return np.append(peaks, unattributed)
-
-
-def _gaps(start_ns: np.ndarray, end_ns: np.ndarray, first_ns: int, last_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """The stretches of [first_ns, last_ns] that no interval covers."""
-    order = np.argsort(start_ns, kind="stable")
-    start_ns, end_ns = start_ns[order], end_ns[order]
-    covered_to = np.maximum.accumulate(end_ns) if len(end_ns) else end_ns
-    # A gap opens after everything started so far has ended and before the next interval starts.
-    gap_start = np.concatenate([[first_ns], covered_to])
-    gap_end = np.concatenate([start_ns, [last_ns]])
-    keep = gap_end > gap_start
-    return gap_start[keep], gap_end[keep]
 
 
 def _order_columns(columns: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from profiler.arrays import range_max, unique_sorted
+from profiler.arrays import unique_sorted
 from profiler.energy import AVERAGE_WINDOW_S, counter_curve, power_curve
 from profiler.sensor_checks import GpuSensor, idle_power, power_vs_counter
 from profiler.update_grid import change_period
@@ -83,23 +83,6 @@ class GpuTimeline:
     def at(self, quantity: str, times_ns: np.ndarray) -> np.ndarray:
         """The cumulative curve interpolated at `times_ns`, held flat outside the sampled range."""
         return np.interp(times_ns.astype(np.float64), self.t_ns.astype(np.float64), self.curves[quantity])
-
-    def peak_held_bytes(self, start_ns: np.ndarray, end_ns: np.ndarray) -> np.ndarray:
-        """The most memory the run held at any moment of each interval: the largest sample value in
-        force over it (the one read before its start included, since it held until the next read).
-        NaN for an interval outside the samples, or without memory samples."""
-        start_ns = np.asarray(start_ns, dtype=np.int64)
-        end_ns = np.asarray(end_ns, dtype=np.int64)
-        peak = np.full(len(start_ns), np.nan)
-        if self.held_bytes is None:
-            return peak
-        t_ns, held = self.held_bytes
-        inside = (end_ns >= t_ns[0]) & (start_ns <= t_ns[-1]) & (end_ns >= start_ns)
-        first = np.maximum(np.searchsorted(t_ns, start_ns[inside], side="right") - 1, 0)
-        # Every value read before the end is in force during the interval; an instant takes the one at it.
-        last = np.maximum(np.searchsorted(t_ns, end_ns[inside], side="left"), first + 1)
-        peak[inside] = range_max(held, first, last)
-        return peak
 
 
 def build_timelines(samples: pd.DataFrame, mem_baselines: dict[str, float] | None = None,
