@@ -55,11 +55,39 @@ def render_json(ledger: Ledger, *, by: str = "step", top: int | None = None) -> 
 def _step_chunks(steps: pd.DataFrame) -> Iterator[bytes]:
     """The steps as JSON objects, one per line, a chunk of lines at a time (UTF-8)."""
     names = [str(name) for name in steps.columns]
-    step = msgspec.defstruct("Step", [(name, Any) for name in names], gc=False)
+    structs: dict[tuple[str, ...], type] = {}
     for start in range(0, len(steps), _CHUNK):
         chunk = steps.iloc[start:start + _CHUNK]
-        columns = [_column_values(chunk[name]) for name in chunk.columns]
+        fields, columns = _splice_null_runs(names, [_column_values(chunk[name]) for name in chunk.columns])
+        step = structs.get(fields)
+        if step is None:
+            step = structs[fields] = msgspec.defstruct("Step", [(name, Any) for name in fields], gc=False)
         yield b",\n    ".join(map(_encode, map(step, *columns)))
+
+
+def _splice_null_runs(names: list[str], columns: list[list[Any]]) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The fields and columns that encode a chunk: each run of adjacent columns that are null
+    throughout (quantities nothing measured: a third of them where there are no GPU samples)
+    becomes its first column alone, whose value is the whole run's JSON, `null,"next":null,...`,
+    spliced in raw. The text is the same; a row encodes one field per run, not one per column."""
+    rows = len(columns[0])
+    fields: list[str] = []
+    kept: list[list[Any]] = []
+    run: list[bytes] = []  # the JSON of the null run being gathered, its first column's value first
+    for name, column in zip(names, columns):
+        null = column.count(None) == rows
+        if null and run:
+            run.append(b"," + _encode(name) + b":null")
+            continue
+        if run:
+            kept[-1], run = [msgspec.Raw(b"".join(run))] * rows, []
+        fields.append(name)
+        kept.append(column)
+        if null:
+            run = [b"null"]
+    if run:
+        kept[-1] = [msgspec.Raw(b"".join(run))] * rows
+    return tuple(fields), kept
 
 
 def _column_values(column: pd.Series) -> list[Any]:

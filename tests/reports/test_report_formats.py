@@ -135,3 +135,21 @@ def test_the_json_steps_write_missing_values_as_null_and_numpy_values_as_numbers
     assert all(step["energy_j"] is None for step in document["steps"])
     text = str(render(ledger, "json"))
     assert text.count("\n    {") == n  # one step per line
+
+
+def test_the_json_steps_are_the_ledgers_own_however_chunks_and_null_columns_fall(
+        golden_ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reports import json_report
+
+    steps = golden_ledger.steps.copy()
+    n = len(steps)
+    # Runs of null columns that differ from chunk to chunk: a run in the first rows only, one
+    # broken by a column that has values, and one that ends the row.
+    steps.loc[: n // 2, ["energy_j", "self_energy_j", "active_energy_j"]] = np.nan
+    steps["gpu_s"] = np.nan
+    steps["self_gpu_busy_s"] = np.nan
+    steps["self_energy_uncertainty_j"] = np.nan
+    ledger = Ledger(steps=steps, totals=golden_ledger.totals, checks=golden_ledger.checks, run=golden_ledger.run)
+    monkeypatch.setattr(json_report, "_CHUNK", 3)
+    written = json.loads(render(ledger, "json"))["steps"]
+    assert [list(step.items()) for step in written] == [list(step.items()) for step in ledger.to_json()["steps"]]
