@@ -115,7 +115,8 @@ def _add_spans(batch: SpanBatch, spans: list[_Span], resource: dict[str, Any]) -
     batch.name.extend([_intern(span.name) for span in spans])
     batch.start_ns.extend(starts)
     batch.end_ns.extend(ends)
-    batch.status.extend([_status(span.status) for span in spans])
+    # No status reads as code 0, unset.
+    batch.status.extend(map(status_of_code, [span.status.code if span.status is not None else 0 for span in spans]))
     batch.attrs.extend([_attributes(span.attributes) if span.attributes else {} for span in spans])
     batch.resource.extend([resource] * len(spans))
     return True
@@ -135,12 +136,6 @@ def _times(values: list[str | int | None]) -> list[int | None]:
     except (TypeError, ValueError, OverflowError):
         pass
     return [_nanos(value) if value is not None else None for value in values]
-
-
-def _status(status: _Status | None) -> str:
-    if status is None:
-        return "unset"
-    return status_of_code(status.code)
 
 
 def _attributes(items: list[_KeyValue]) -> dict[str, Any]:
