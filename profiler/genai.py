@@ -459,8 +459,8 @@ class _NumberColumns:
 
 def _add_resource_facts(sessions: list[str | None], pids: list[Any], resources: list[Mapping[str, Any]],
                         trace_ids: list[str]) -> None:
-    """Give spans without a session, or without a pid, their resource's; a span without either
-    session falls back to its trace."""
+    """Give spans without a session of their own, or without a pid, their resource's; a span
+    whose resource names no session either falls back to its trace."""
     of_resource: dict[int, tuple[str | None, Any]] = {}  # a resource is shared by many spans
     for i, session in enumerate(sessions):
         if session is None or not pids[i]:
@@ -478,7 +478,7 @@ def _add_resource_facts(sessions: list[str | None], pids: list[Any], resources: 
 
 def _counts(values: list[Any]) -> np.ndarray:
     """`_count` of each value (NaN for None) as a float64 array."""
-    if values.count(None) == len(values):
+    if values.count(None) == len(values):  # none known (pids, mostly): no call per span
         return np.full(len(values), math.nan)
     return np.fromiter(map(_count, values), dtype=np.float64, count=len(values))
 
