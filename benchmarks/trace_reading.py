@@ -8,7 +8,8 @@ Then times, each in a fresh subprocess so that peak memory is its own:
     (a) parse   : merely `json.loads` of every line (the floor: any reader must do this)
     (b) load    : `profiler.load(file)` -> Run
     (c) attribute: `profiler.attribute(run)` -> Ledger (API prices from genai-prices)
-    (d) render  : `reports.render(ledger, "json")`
+    (d) render  : the JSON report written to a file, as `sessionprof report FILE --format json -o R`
+                  writes it (`reports.render_parts`, a chunk of steps at a time)
 
 (b)-(d) run one after another in one process; their peak memory (ru_maxrss) is the peak up to
 the end of that stage. Targets: (b)+(c)+(d) together at most 3x the bare parse (a), peak at most
@@ -157,14 +158,22 @@ def _stage_pipeline(path: Path, profile: str | None) -> dict:
     import pstats
 
     import profiler
-    from reports import render
+    from reports import render_parts
 
     results: dict = {"baseline_rss": _maxrss_bytes()}
     state: dict = {}
+    report = path.with_name(path.name + ".report.json")
+
+    def write_report() -> None:
+        # As `sessionprof report FILE --format json -o REPORT` writes it: piece by piece.
+        with report.open("w", encoding="utf-8") as stream:
+            for part in render_parts(state["ledger"], "json"):
+                stream.write(part)
+
     stages = (
         ("load", lambda: state.__setitem__("run", profiler.load(path))),
         ("attribute", lambda: state.__setitem__("ledger", profiler.attribute(state["run"]))),
-        ("render", lambda: state.__setitem__("text", render(state["ledger"], "json"))),
+        ("render", write_report),
     )
     for name, action in stages:
         profiler_ = cProfile.Profile() if profile == name else None
@@ -181,7 +190,8 @@ def _stage_pipeline(path: Path, profile: str | None) -> dict:
             stats.sort_stats("tottime").print_stats(25)
     results["spans"] = len(state["run"].spans)
     results["steps"] = len(state["ledger"].steps)
-    results["report_bytes"] = len(state["text"])
+    results["report_bytes"] = report.stat().st_size
+    report.unlink()
     return results
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -74,7 +74,9 @@ def _prices(options: dict[str, Any]) -> Any:
     return load_prices(config=options.get("config"), **{k: options[k] for k in PRICE_FLAGS if k in options})
 
 
-def _emit(text: str | bytes, output: Path | None) -> None:
+def _emit(text: str | bytes | Iterable[str], output: Path | None) -> None:
+    """Write a report to stdout or to `output`; text may come in pieces (`reports.render_parts`),
+    written as they come so that a big report is never held whole."""
     if isinstance(text, bytes):
         if output is None:
             if sys.stdout.isatty():
@@ -85,10 +87,19 @@ def _emit(text: str | bytes, output: Path | None) -> None:
         output.write_bytes(text)
         typer.echo(f"report written to {output}", err=True)
         return
+    parts = (text,) if isinstance(text, str) else text
     if output is None:
-        sys.stdout.write(text)
+        for part in parts:
+            sys.stdout.write(part)
         return
-    output.write_text(text, encoding="utf-8")
+    try:
+        with output.open("w", encoding="utf-8") as stream:
+            for part in parts:
+                stream.write(part)
+    except BaseException:
+        if output.is_file():
+            output.unlink()  # half a report reads as a whole one
+        raise
     typer.echo(f"report written to {output}", err=True)
 
 
@@ -140,7 +151,7 @@ def report(
     """Attribute a recorded run (or another tool's trace) and print its per-step costs."""
     from profiler.attribution import attribute
     from profiler.loading import load
-    from reports import render
+    from reports import render_parts
     from reports.render import FORMATS, WEIGHTS
 
     with _user_errors():
@@ -155,8 +166,8 @@ def report(
             done()
         ledger = attribute(run, policy=policy, prices=prices)  # type: ignore[arg-type]
         ledger = _select(ledger, session, since, until)
-        _emit(render(ledger, format, by=by, top=top, weight=weight,
-                     color=output is None and sys.stdout.isatty()), output)
+        _emit(render_parts(ledger, format, by=by, top=top, weight=weight,
+                           color=output is None and sys.stdout.isatty()), output)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -205,14 +216,14 @@ def run(
     if not no_report:
         from profiler.attribution import attribute
         from profiler.loading import load
-        from reports import render
+        from reports import render_parts
 
         try:
             ledger = attribute(load(result.path), policy=policy, prices=prices)  # type: ignore[arg-type]
             if not no_html:
                 _write_html(ledger, result.path)
-            _emit(render(ledger, format, by=by, top=top, weight=weight,
-                         color=output is None and sys.stdout.isatty()), output)
+            _emit(render_parts(ledger, format, by=by, top=top, weight=weight,
+                               color=output is None and sys.stdout.isatty()), output)
         except (ProfilerError, ValueError) as err:
             typer.echo(f"sessionprof: could not report on the run: {err}", err=True)
     typer.echo(f"run directory: {result.path}", err=True)

@@ -26,13 +26,20 @@ _PLACEHOLDER = "\0sessionprof-steps\0"
 
 def render_json(ledger: Ledger, *, by: str = "step", top: int | None = None) -> str:
     """Render the ledger as JSON; with `by`, `steps` is replaced by `groups`."""
+    return "".join(json_parts(ledger, by=by, top=top))
+
+
+def json_parts(ledger: Ledger, *, by: str = "step", top: int | None = None) -> Iterator[str]:
+    """The JSON document of `render_json` as consecutive pieces, a chunk of steps at a time, so a
+    writer need never hold the whole document (1.5 GB at a million steps)."""
     head = {"run": _json_tree(ledger.run), "totals": _json_tree(ledger.totals)}
     if by != "step":
         grouped = ledger.group_by(by)
         groups = grouped.head(top) if top else grouped
         document = {**head, "checks": _json_tree(ledger.checks),
                     "groups": _json_tree(groups.to_dict("records"))}
-        return json.dumps(document, indent=2, default=str) + "\n"
+        yield json.dumps(document, indent=2, default=str) + "\n"
+        return
     steps = ledger.steps.drop(columns=["bills_usage"], errors="ignore")
     if top is not None:
         rank = -steps["self_total_cost_usd"].fillna(0.0).to_numpy()
@@ -40,16 +47,15 @@ def render_json(ledger: Ledger, *, by: str = "step", top: int | None = None) -> 
     document = {**head, "steps": _PLACEHOLDER, "checks": _json_tree(ledger.checks)}
     before, after = json.dumps(document, indent=2, default=str).split(json.dumps(_PLACEHOLDER), 1)
     if not len(steps):
-        return before + "[]" + after + "\n"
-    parts = [before, "[\n    "]
+        yield before + "[]" + after + "\n"
+        return
+    yield before + "[\n    "
     with gc_paused():
-        for chunk in _step_chunks(steps):
-            parts.append(chunk.decode())  # as text chunk by chunk: the steps are held twice at most
-            parts.append(",\n    ")
-    parts[-1] = "\n  ]"
-    parts.append(after)
-    parts.append("\n")
-    return "".join(parts)
+        for count, chunk in enumerate(_step_chunks(steps)):
+            if count:
+                yield ",\n    "
+            yield chunk.decode()
+    yield "\n  ]" + after + "\n"
 
 
 def _step_chunks(steps: pd.DataFrame) -> Iterator[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from profiler.ledger import Ledger
@@ -15,6 +16,18 @@ FILE_EXTENSIONS = {"table": ".txt", "json": ".json", "csv": ".csv", "markdown": 
                    "parquet": ".parquet"}
 #: What a flame graph (`speedscope`, `folded`) is weighted by.
 WEIGHTS = ("usd", "joules", "gib_s")
+
+
+def render_parts(ledger: Ledger, format: str = "table", **options: Any) -> Iterable[str] | bytes:
+    """`render`'s output in consecutive pieces for a writer: JSON a chunk of steps at a time, so a
+    million-step report is never held whole; any other format in one piece (bytes for `parquet`).
+    Takes the same arguments as `render`."""
+    if format == "json":
+        from reports.json_report import json_parts
+
+        return json_parts(ledger, by=options.get("by", "step"), top=options.get("top"))
+    output = render(ledger, format, **options)
+    return output if isinstance(output, bytes) else (output,)
 
 
 def render(ledger: Ledger, format: str = "table", *, by: str = "step", top: int | None = None, weight: str = "usd",
