@@ -59,12 +59,11 @@ class Ledger:
         elif key == "model":
             frame = frame[frame["bills_usage"]]
         self_cols = [f"self_{c}" for c in INCLUSIVE_COLUMNS if f"self_{c}" in frame]
-        grouped = frame.groupby(frame[column].fillna("(none)"), sort=False)[self_cols].sum(min_count=1)
-        grouped.insert(0, "count", frame.groupby(frame[column].fillna("(none)"), sort=False).size())
+        groups = frame.groupby(frame[column].fillna("(none)"), sort=False)
+        grouped = groups[self_cols].sum(min_count=1)
+        grouped.insert(0, "count", groups.size())
         grouped.columns = ["count", *[c.removeprefix("self_") for c in self_cols]]
-        # A peak does not add up: a group's is the highest of its steps'.
-        grouped["gpu_mem_peak_gib"] = frame.groupby(frame[column].fillna("(none)"), sort=False)[
-            "gpu_mem_peak_gib"].max()
+        grouped["gpu_mem_peak_gib"] = groups["gpu_mem_peak_gib"].max()  # a peak does not add up
         return grouped.sort_values("total_cost_usd", ascending=False, na_position="last").reset_index(
             names=key)
 
