@@ -19,7 +19,8 @@ import pandas as pd
 from profiler.gc_pause import gc_paused
 from profiler.ledger import Ledger, _json_tree, _json_value
 
-_CHUNK = 20_000
+_CHUNK = 20_000  # rows made into Python values at a time: a column's conversion costs the same for any length
+_PIECE = 128  # rows encoded into one piece (about 200 kB), not a chunk's 30 MB held as bytes, text and output
 _encode = msgspec.json.Encoder(enc_hook=lambda value: _to_json(value)).encode
 _PLACEHOLDER = "\0sessionprof-steps\0"
 
@@ -59,58 +60,65 @@ def json_parts(ledger: Ledger, *, by: str = "step", top: int | None = None) -> I
 
 
 def _step_chunks(steps: pd.DataFrame) -> Iterator[bytes]:
-    """The steps as JSON objects, one per line, a chunk of lines at a time (UTF-8)."""
+    """The steps as JSON objects, one per line, a piece of lines at a time (UTF-8)."""
     names = [str(name) for name in steps.columns]
     structs: dict[tuple[str, ...], type] = {}
     for start in range(0, len(steps), _CHUNK):
         chunk = steps.iloc[start:start + _CHUNK]
-        fields, columns = _splice_null_runs(names, [_column_values(chunk[name]) for name in chunk.columns])
+        values = [_column_values(chunk[name]) for name in chunk.columns]
+        fields, columns = _splice_null_runs(names, values, len(chunk))
         step = structs.get(fields)
         if step is None:
             step = structs[fields] = msgspec.defstruct("Step", [(name, Any) for name in fields], gc=False)
-        yield b",\n    ".join(map(_encode, map(step, *columns)))
+        rows = list(map(step, *columns))
+        for first in range(0, len(rows), _PIECE):
+            yield b",\n    ".join(map(_encode, rows[first:first + _PIECE]))
 
 
-def _splice_null_runs(names: list[str], columns: list[list[Any]]) -> tuple[tuple[str, ...], list[list[Any]]]:
-    """The fields and columns that encode a chunk: each run of adjacent columns that are null
-    throughout (quantities nothing measured: a third of them where there are no GPU samples)
-    becomes its first column alone, whose value is the whole run's JSON, `null,"next":null,...`,
-    spliced in raw. The text is the same; a row encodes one field per run, not one per column."""
-    rows = len(columns[0])
+def _splice_null_runs(names: list[str], columns: list[list[Any] | None],
+                      rows: int) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The fields and columns that encode a chunk; a column given as None is null throughout.
+    Each run of adjacent null columns (quantities nothing measured: a third of them where there
+    are no GPU samples) becomes its first column alone, whose value is the whole run's JSON,
+    `null,"next":null,...`, spliced in raw. The text is the same; a row encodes one field per run,
+    not one per column."""
     fields: list[str] = []
     kept: list[list[Any]] = []
     run: list[bytes] = []  # the JSON of the null run being gathered, its first column's value first
-    for name, column in zip(names, columns):
-        null = column.count(None) == rows
-        if null and run:
+    for name, column in zip(names, columns, strict=True):
+        if column is None and run:
             run.append(b"," + _encode(name) + b":null")
             continue
         if run:
             kept[-1], run = [msgspec.Raw(b"".join(run))] * rows, []
         fields.append(name)
-        kept.append(column)
-        if null:
+        kept.append(column if column is not None else [])
+        if column is None:
             run = [b"null"]
     if run:
         kept[-1] = [msgspec.Raw(b"".join(run))] * rows
     return tuple(fields), kept
 
 
-def _column_values(column: pd.Series) -> list[Any]:
-    """A column as Python values. msgspec writes NaN (a missing float or string) as null itself;
-    `_to_json` turns whatever else an object column holds into JSON."""
-    if column.dtype.kind in "iubf":
+def _column_values(column: pd.Series) -> list[Any] | None:
+    """A column as Python values, or None where every value is missing (written as null).
+    msgspec writes NaN (a missing float or string) as null itself; `_to_json` turns whatever else
+    an object column holds into JSON."""
+    if column.dtype.kind in "iub":
+        return column.to_numpy().tolist()
+    if column.dtype.kind == "f":
         values = column.to_numpy()
-        if values.dtype.kind == "f" and np.isnan(values).all():
-            # A quantity nothing measured (no GPU samples: a third of the columns): None is
-            # written as null too, and takes no float object per row to make and free.
-            return [None] * len(values)
-        return values.tolist()
+        # A quantity nothing measured (no GPU samples: a third of the columns) takes no value
+        # per row to make, free or encode.
+        return None if np.isnan(values).all() else values.tolist()
     if isinstance(column.dtype, pd.StringDtype):
         # Few distinct texts (a source, a price's model): one Python str each, not one per row.
         codes, texts = pd.factorize(column)
+        if (codes < 0).all():
+            return None
         return np.append(texts.to_numpy(dtype=object), None)[codes].tolist()  # code -1 (missing): None
-    return column.tolist()
+    values = column.tolist()
+    return None if values.count(None) == len(values) else values
 
 
 def _to_json(value: Any) -> Any:

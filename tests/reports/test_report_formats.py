@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import profiler
@@ -137,7 +138,7 @@ def test_the_json_steps_write_missing_values_as_null_and_numpy_values_as_numbers
     assert text.count("\n    {") == n  # one step per line
 
 
-def test_the_json_steps_are_the_ledgers_own_however_chunks_and_null_columns_fall(
+def test_the_json_steps_are_the_ledgers_own_however_chunks_pieces_and_null_columns_fall(
         golden_ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     from reports import json_report
 
@@ -149,7 +150,13 @@ def test_the_json_steps_are_the_ledgers_own_however_chunks_and_null_columns_fall
     steps["gpu_s"] = np.nan
     steps["self_gpu_busy_s"] = np.nan
     steps["self_energy_uncertainty_j"] = np.nan
+    # Texts null throughout a chunk or the whole ledger: an object column, and pandas' own strings.
+    steps.loc[: n // 2, "model"] = None
+    steps["error_type"] = None
+    steps["tokens_source"] = pd.Series(pd.NA, index=steps.index, dtype="string")
+    steps.loc[n // 2:, "energy_source"] = pd.NA
     ledger = Ledger(steps=steps, totals=golden_ledger.totals, checks=golden_ledger.checks, run=golden_ledger.run)
-    monkeypatch.setattr(json_report, "_CHUNK", 3)
+    monkeypatch.setattr(json_report, "_CHUNK", 5)
+    monkeypatch.setattr(json_report, "_PIECE", 2)
     written = json.loads(render(ledger, "json"))["steps"]
     assert [list(step.items()) for step in written] == [list(step.items()) for step in ledger.to_json()["steps"]]
