@@ -19,7 +19,7 @@ import pandas as pd
 from profiler.gc_pause import gc_paused
 from profiler.ledger import Ledger, _json_tree, _json_value
 
-_CHUNK = 20_000  # rows made into Python values at a time: a column's conversion costs the same for any length
+_CHUNK = 20_000  # rows made into Python values at a time: each column's cost is paid once a chunk
 _PIECE = 128  # rows encoded into one piece (about 200 kB), not a chunk's 30 MB held as bytes, text and output
 _encode = msgspec.json.Encoder(enc_hook=lambda value: _to_json(value)).encode
 _PLACEHOLDER = "\0sessionprof-steps\0"
