@@ -1,9 +1,10 @@
 """JSON: one object `{"run", "totals", "steps", "checks"}` (schema in the README).
 
 The document is indented, except that each step is one line: the same JSON as
-`Ledger.to_json()`. Its columns become Python values a column at a time, each row a struct, and
-msgspec encodes a chunk of rows at once: a million-step ledger renders in seconds (the standard
-library's encoder takes ten times as long). NaN (not measured, not priced) is written as null.
+`Ledger.to_json()`. A chunk of rows at a time, its columns become Python values a column at a
+time, each row a struct, and msgspec encodes the rows: a million-step ledger renders in seconds
+(the standard library's encoder takes ten times as long). A column that holds one value throughout
+the chunk is written as that value's JSON, once. NaN (not measured, not priced) is written as null.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _step_chunks(steps: pd.DataFrame) -> Iterator[bytes]:
     for start in range(0, len(steps), _CHUNK):
         chunk = steps.iloc[start:start + _CHUNK]
         values = [_column_values(chunk[name]) for name in chunk.columns]
-        fields, columns = _splice_null_runs(names, values, len(chunk))
+        fields, columns = _splice_constant_runs(names, values, len(chunk))
         step = structs.get(fields)
         if step is None:
             step = structs[fields] = msgspec.defstruct("Step", [(name, Any) for name in fields], gc=False)
@@ -75,50 +76,55 @@ def _step_chunks(steps: pd.DataFrame) -> Iterator[bytes]:
             yield b",\n    ".join(map(_encode, rows[first:first + _PIECE]))
 
 
-def _splice_null_runs(names: list[str], columns: list[list[Any] | None],
-                      rows: int) -> tuple[tuple[str, ...], list[list[Any]]]:
-    """The fields and columns that encode a chunk; a column given as None is null throughout.
-    Each run of adjacent null columns (quantities nothing measured: a third of them where there
-    are no GPU samples) becomes its first column alone, whose value is the whole run's JSON,
-    `null,"next":null,...`, spliced in raw. The text is the same; a row encodes one field per run,
-    not one per column."""
+def _splice_constant_runs(names: list[str], columns: list[list[Any] | bytes],
+                          rows: int) -> tuple[tuple[str, ...], list[list[Any]]]:
+    """The fields and columns that encode a chunk; a column given as bytes holds that JSON value in
+    every row. Each run of adjacent such columns (a third of them null where there are no GPU
+    samples, others a constant source or a count that stayed 0) becomes its first column alone,
+    whose value is the whole run's JSON, `null,"next":0.0,...`, spliced in raw. The text is the
+    same; a row encodes one field per run, not one per column."""
     fields: list[str] = []
     kept: list[list[Any]] = []
-    run: list[bytes] = []  # the JSON of the null run being gathered, its first column's value first
+    run: list[bytes] = []  # the JSON of the constant run being gathered, its first column's value first
     for name, column in zip(names, columns, strict=True):
-        if column is None and run:
-            run.append(b"," + _encode(name) + b":null")
+        constant = isinstance(column, bytes)
+        if constant and run:
+            run.append(b"," + _encode(name) + b":" + column)
             continue
         if run:
             kept[-1], run = [msgspec.Raw(b"".join(run))] * rows, []
         fields.append(name)
-        kept.append(column if column is not None else [])
-        if column is None:
-            run = [b"null"]
+        kept.append([] if constant else column)
+        if constant:
+            run = [column]
     if run:
         kept[-1] = [msgspec.Raw(b"".join(run))] * rows
     return tuple(fields), kept
 
 
-def _column_values(column: pd.Series) -> list[Any] | None:
-    """A column as Python values, or None where every value is missing (written as null).
+def _column_values(column: pd.Series) -> list[Any] | bytes:
+    """A column as Python values; where every row holds the same value, that value's JSON instead.
     msgspec writes NaN (a missing float or string) as null itself; `_to_json` turns whatever else
     an object column holds into JSON."""
-    if column.dtype.kind in "iub":
-        return column.to_numpy().tolist()
-    if column.dtype.kind == "f":
+    if column.dtype.kind in "iubf":
         values = column.to_numpy()
-        # A quantity nothing measured (no GPU samples: a third of the columns) takes no value
-        # per row to make, free or encode.
-        return None if np.isnan(values).all() else values.tolist()
+        if values.dtype.kind == "f" and np.isnan(values).all():
+            return b"null"  # a quantity nothing measured (no GPU samples: a third of the columns)
+        # The same bits, not merely equal values: -0.0 and 0.0 are written differently.
+        bits = values.view(f"u{values.itemsize}")
+        if (bits == bits[0]).all():
+            return _encode(values[0].item())
+        return values.tolist()
     if isinstance(column.dtype, pd.StringDtype):
         # Few distinct texts (a source, a price's model): one Python str each, not one per row.
         codes, texts = pd.factorize(column)
         if (codes < 0).all():
-            return None
+            return b"null"
+        if len(texts) == 1 and (codes == 0).all():
+            return _encode(texts[0])
         return np.append(texts.to_numpy(dtype=object), None)[codes].tolist()  # code -1 (missing): None
     values = column.tolist()
-    return None if values.count(None) == len(values) else values
+    return b"null" if values.count(None) == len(values) else values
 
 
 def _to_json(value: Any) -> Any:

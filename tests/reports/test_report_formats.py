@@ -138,7 +138,7 @@ def test_the_json_steps_write_missing_values_as_null_and_numpy_values_as_numbers
     assert text.count("\n    {") == n  # one step per line
 
 
-def test_the_json_steps_are_the_ledgers_own_however_chunks_pieces_and_null_columns_fall(
+def test_the_json_steps_are_the_ledgers_own_however_chunks_pieces_and_constant_columns_fall(
         golden_ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     from reports import json_report
 
@@ -155,8 +155,15 @@ def test_the_json_steps_are_the_ledgers_own_however_chunks_pieces_and_null_colum
     steps["error_type"] = None
     steps["tokens_source"] = pd.Series(pd.NA, index=steps.index, dtype="string")
     steps.loc[n // 2:, "energy_source"] = pd.NA
+    # Columns that hold one value throughout a chunk, or seem to: 0.0 beside -0.0 is not constant.
+    steps["remote"] = True
+    steps["cache_write_tokens"] = 0.0
+    steps.loc[n - 1, "cache_write_tokens"] = -0.0
+    steps["reasoning_tokens"] = 7.0
+    steps.loc[: n // 2, "memory_source"] = "measured: the run's processes"
     ledger = Ledger(steps=steps, totals=golden_ledger.totals, checks=golden_ledger.checks, run=golden_ledger.run)
     monkeypatch.setattr(json_report, "_CHUNK", 5)
     monkeypatch.setattr(json_report, "_PIECE", 2)
     written = json.loads(render(ledger, "json"))["steps"]
-    assert [list(step.items()) for step in written] == [list(step.items()) for step in ledger.to_json()["steps"]]
+    # Compared as JSON text: a 0 for a 0.0, a 0.0 for a -0.0 or a key out of order would show.
+    assert list(map(json.dumps, written)) == list(map(json.dumps, ledger.to_json()["steps"]))
