@@ -172,8 +172,11 @@ def build_ledger(
     derived["energy_source"] = _text_column(np.where(unsampled, 0, 1), [
         "none: outside the GPU sampling window",
         "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"])
-    derived["memory_source"] = "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"
-    derived["gpu_cost_source"] = "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"
+    every_row = np.zeros(n + 1, dtype=np.intp)
+    derived["memory_source"] = _text_column(every_row, [
+        "; ".join(sources.get("gpu_mem_gib_s", [])) or "none: no GPU memory samples"])
+    derived["gpu_cost_source"] = _text_column(every_row, [
+        "; ".join(sources.get("gpu_cost_usd", [])) or "none: no GPU samples"])
     derived["gpu_mem_peak_gib"] = peak_column(ident["start_ns"], ident["end_ns"], ident["kind"], timelines)
     derived["energy_estimated"] = _estimated(derived["wall_s"], derived["energy_j"], coverage_all, timelines)
     # About one sensor update period's worth of the step's mean power (profiler.sensor_checks).
@@ -248,16 +251,19 @@ def _object_column(values: np.ndarray) -> pd.Series:
 
 
 def _text_column(codes: np.ndarray, texts: Any) -> pd.Series:
-    """The column pandas builds from the values `texts[codes]` (code -1: None), built from the few
-    distinct texts rather than row by row: an Arrow string column under pandas 3, objects before
-    (and objects where every value is None)."""
+    """The column of the values `texts[codes]` (code -1: None), of the dtype pandas gives those
+    values (text under pandas 3, objects before, and objects where every value is None), built
+    from the few distinct texts rather than row by row. Text is held as Python strings, each
+    distinct one shared by its rows: an Arrow column would copy every row's text, tens of MB of
+    fresh memory per column at a million rows."""
     texts = [*texts, None]
     codes = np.where(codes < 0, len(texts) - 1, codes)
     used = np.flatnonzero(np.bincount(codes, minlength=len(texts)))
-    at = np.zeros(len(texts), dtype=np.intp)
-    at[used] = np.arange(len(used))
-    # pandas picks the dtype from the values, so it is given just the values the column holds.
-    return pd.Series(pd.Series([texts[i] for i in used]).array.take(at[codes]), copy=False)
+    dtype = pd.Series([texts[i] for i in used]).dtype  # from just the values the column holds
+    values = _objects(texts)[codes]
+    if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        dtype = pd.StringDtype("python", na_value=dtype.na_value)
+    return pd.Series(pd.array(values, dtype=dtype), copy=False)
 
 
 def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,

@@ -66,3 +66,18 @@ def test_conform_gives_a_hand_built_frame_the_readers_types() -> None:
     assert conformed["bills_usage"].tolist() == [True, False, True]
     assert np.isnan(conformed["input_tokens"]).all() and conformed["attributes"].tolist() == [None] * 3
     assert conform(frame.iloc[:0], SPAN_COLUMNS).dtypes.equals(empty_frame(SPAN_COLUMNS).dtypes)
+
+
+def test_the_source_columns_share_one_text_per_distinct_value() -> None:
+    # A million steps would otherwise hold a million copies of "none: no GPU samples" per column.
+    steps = [span("agent", start=0, end=600, kind="invoke_agent")]
+    steps += [chat(f"c{i}", "agent", start=i, end=i + 0.5) for i in range(500)]
+    ledger = attribute(make_run(steps))
+    for column in ("api_cost_source", "tokens_source", "energy_source", "memory_source", "gpu_cost_source"):
+        texts = ledger.steps[column]
+        assert pd.api.types.is_string_dtype(texts.dtype) or texts.dtype == object, column
+        assert texts.memory_usage(index=False, deep=False) <= 8 * len(texts), column
+        distinct = {id(text) for text in texts if isinstance(text, str)}
+        assert 0 < len(distinct) <= 3, column
+    assert set(ledger.steps["memory_source"]) == {"none: no GPU memory samples"}
+    assert set(ledger.steps["tokens_source"].dropna()) == {"provider-reported"}
