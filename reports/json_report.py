@@ -115,16 +115,23 @@ def _column_values(column: pd.Series) -> list[Any] | bytes:
         if (bits == bits[0]).all():
             return _encode(values[0].item())
         return values.tolist()
-    if isinstance(column.dtype, pd.StringDtype):
+    if isinstance(column.dtype, pd.StringDtype) and column.dtype.storage == "python":
+        values = column.to_numpy(dtype=object, na_value=None).tolist()  # its own str objects, shared
+    elif isinstance(column.dtype, pd.StringDtype):
         # Few distinct texts (a source, a price's model): one Python str each, not one per row.
         codes, texts = pd.factorize(column)
-        if (codes < 0).all():
-            return b"null"
-        if len(texts) == 1 and (codes == 0).all():
-            return _encode(texts[0])
-        return np.append(texts.to_numpy(dtype=object), None)[codes].tolist()  # code -1 (missing): None
-    values = column.tolist()
-    return b"null" if values.count(None) == len(values) else values
+        values = np.append(texts.to_numpy(dtype=object), None)[codes].tolist()  # code -1 (missing): None
+    else:
+        values = column.tolist()
+    first = values[0]
+    # Equal texts are written alike (equal numbers need not be: 1, 1.0, True); None is null.
+    if first is None or type(first) is str:
+        try:
+            if values.count(first) == len(values):
+                return _encode(first)
+        except (TypeError, ValueError):  # pd.NA or an array, which will not say if it is equal
+            pass
+    return values
 
 
 def _to_json(value: Any) -> Any:

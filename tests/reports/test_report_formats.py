@@ -161,6 +161,9 @@ def test_the_json_steps_are_the_ledgers_own_however_chunks_pieces_and_constant_c
     steps.loc[n - 1, "cache_write_tokens"] = -0.0
     steps["reasoning_tokens"] = 7.0
     steps.loc[: n // 2, "memory_source"] = "measured: the run's processes"
+    steps["provider"] = "openai"
+    # Equal but written differently: 1, 1.0 and True are no constant.
+    steps["tool_name"] = pd.Series([(1, 1.0, True)[i % 3] for i in range(n)], index=steps.index, dtype=object)
     ledger = Ledger(steps=steps, totals=golden_ledger.totals, checks=golden_ledger.checks, run=golden_ledger.run)
     monkeypatch.setattr(json_report, "_CHUNK", 5)
     monkeypatch.setattr(json_report, "_PIECE", 2)
