@@ -11,8 +11,9 @@ Then times, each in a fresh subprocess so that peak memory is its own:
     (d) render  : the JSON report written to a file, as `sessionprof report FILE --format json -o R`
                   writes it (`reports.render_parts`, a chunk of steps at a time)
 
-(b)-(d) run one after another in one process; their peak memory (ru_maxrss) is the peak up to
-the end of that stage. CPU time is shown whole and split into user and kernel time: the kernel's
+(b)-(d) run one after another in one process, with numpy's huge-page advice off as the command
+turns it off (`profiler/huge_pages.py`; `--numpy-huge-pages` keeps it on, to compare); their peak
+memory (ru_maxrss) is the peak up to the end of that stage. CPU time is shown whole and split into user and kernel time: the kernel's
 share (first touches of new memory, the report's writes) depends on the machine more than on the
 code. Targets: (b)+(c)+(d) together at most 3x the bare parse (a), peak at most 6 GiB.
 
@@ -165,12 +166,16 @@ def _stage_parse(path: Path) -> dict:
     return {"parse": {**_figures(start, cpu), "lines": count}}
 
 
-def _stage_pipeline(path: Path, profile: str | None) -> dict:
+def _stage_pipeline(path: Path, profile: str | None, huge_pages: bool) -> dict:
     import cProfile
     import pstats
 
     import profiler
+    from profiler.huge_pages import skip_numpy_huge_page_advice
     from reports import render_parts
+
+    if not huge_pages:
+        skip_numpy_huge_page_advice()  # as the `sessionprof` command does for its own process
 
     results: dict = {"baseline_rss": _maxrss_bytes()}
     state: dict = {}
@@ -207,10 +212,12 @@ def _stage_pipeline(path: Path, profile: str | None) -> dict:
     return results
 
 
-def _child(stage: str, path: Path, profile: str | None) -> dict:
+def _child(stage: str, path: Path, profile: str | None, huge_pages: bool = False) -> dict:
     command = [sys.executable, __file__, "--child", stage, "--file", str(path)]
     if profile:
         command += ["--profile", profile]
+    if huge_pages:
+        command.append("--numpy-huge-pages")
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -227,11 +234,16 @@ def main() -> None:
     parser.add_argument("--file", type=Path, help="use (or, with --spans, keep) this trace file")
     parser.add_argument("--profile", choices=("load", "attribute", "render"), help="cProfile one stage")
     parser.add_argument("--repeat", type=int, default=1, help="run each stage N times, keep the fastest")
+    parser.add_argument("--numpy-huge-pages", action="store_true",
+                        help="keep numpy's huge-page advice on (the library's default; the command turns it off)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        result = _stage_parse(args.file) if args.child == "parse" else _stage_pipeline(args.file, args.profile)
+        if args.child == "parse":
+            result = _stage_parse(args.file)
+        else:
+            result = _stage_pipeline(args.file, args.profile, args.numpy_huge_pages)
         print(json.dumps(result))
         return
 
@@ -248,7 +260,7 @@ def main() -> None:
         parses, pipelines = [], []
         for _ in range(args.repeat):
             parses.append(_child("parse", path, None)["parse"])
-            pipelines.append(_child("pipeline", path, args.profile))
+            pipelines.append(_child("pipeline", path, args.profile, args.numpy_huge_pages))
         parses.append(_child("parse", path, None)["parse"])
         parse = min(parses, key=lambda figures: figures["cpu"])
         pipeline = dict(pipelines[0])

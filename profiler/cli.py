@@ -12,6 +12,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from profiler.errors import ProfilerError
+from profiler.huge_pages import skip_numpy_huge_page_advice
 
 app = typer.Typer(
     name="sessionprof",
@@ -50,6 +51,7 @@ Until = Annotated[Optional[str], typer.Option("--until", help="Only steps that s
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="sessionprof: %(message)s")
+    skip_numpy_huge_page_advice()  # see profiler/huge_pages.py: big reads fault in memory faster
 
 
 @contextmanager
