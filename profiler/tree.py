@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from profiler import semconv
+from profiler.span_ids import hex_span_ids
 
 SESSION_KIND = "session"
 UNATTRIBUTED_KIND = "unattributed"
@@ -120,15 +121,10 @@ def _find_parents(trace: np.ndarray, span_ids: np.ndarray, parent_trace: np.ndar
                   parent_ids: np.ndarray) -> np.ndarray:
     """Position of the row whose (trace, span id) is each row's (parent trace, parent span id), or -1."""
     n = len(span_ids)
-    # One hash pass over the ids and the parent ids together: hashing is what this costs.
-    codes, uniques = pd.factorize(np.concatenate([span_ids, parent_ids]))
-    own, wanted = codes[:n], codes[n:]
-    if (own >= 0).all() and np.bincount(own, minlength=1).max() <= 1:
-        # Span ids are unique in practice: look parents up by span id alone, then keep a match only
-        # where the trace agrees (much faster than building trace:span keys for a million rows).
-        row_of = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the extra last entry answers code -1
-        row_of[own] = np.arange(n)
-        positions = row_of[wanted]
+    # Span ids are unique in practice: look parents up by span id alone, then keep a match only
+    # where the trace agrees (much faster than building trace:span keys for a million rows).
+    positions = _rows_of_unique_ids(span_ids, parent_ids)
+    if positions is not None:
         found = positions >= 0
         same = np.zeros(n, dtype=bool)
         same[found] = trace[positions[found]] == parent_trace[found]
@@ -138,6 +134,34 @@ def _find_parents(trace: np.ndarray, span_ids: np.ndarray, parent_trace: np.ndar
     parent_keys = pd.Series(parent_trace, dtype=object) + ":" + parent_ids
     row_of_key = dict(zip(keys, range(n), strict=True))  # a repeated (trace, span): its last row
     return np.array([row_of_key.get(key, -1) for key in parent_keys], dtype=np.int64)
+
+
+def _rows_of_unique_ids(span_ids: np.ndarray, parent_ids: np.ndarray) -> np.ndarray | None:
+    """The row whose span id is each row's parent id (-1: none, or no parent id); None where a
+    span id repeats or is missing."""
+    own = hex_span_ids(span_ids)
+    if own is not None:
+        present = np.flatnonzero(pd.notna(parent_ids))
+        wanted = hex_span_ids(parent_ids[present])
+        if wanted is not None:  # OTLP's ids, as numbers: sorted and searched, not hashed
+            order = np.argsort(own)  # ids are distinct where this order is used: no ties to keep stable
+            ordered = own[order]
+            if (ordered[1:] == ordered[:-1]).any():
+                return None
+            slot = np.minimum(np.searchsorted(ordered, wanted), max(len(ordered) - 1, 0))
+            hit = ordered[slot] == wanted
+            positions = np.full(len(span_ids), -1, dtype=np.int64)
+            positions[present[hit]] = order[slot[hit]]
+            return positions
+    # Any other ids: one hash pass over the ids and the parent ids together.
+    n = len(span_ids)
+    codes, uniques = pd.factorize(np.concatenate([span_ids, parent_ids]))
+    own_codes, wanted_codes = codes[:n], codes[n:]
+    if not (own_codes >= 0).all() or np.bincount(own_codes, minlength=1).max() > 1:
+        return None
+    row_of = np.full(len(uniques) + 1, -1, dtype=np.int64)  # the extra last entry answers code -1
+    row_of[own_codes] = np.arange(n)
+    return row_of[wanted_codes]
 
 
 def _without_self_parents(positions: np.ndarray) -> np.ndarray:

@@ -1,0 +1,47 @@
+"""Span ids as the 64-bit numbers they spell, where every id is in OTLP's own form.
+
+OTLP JSON and W3C trace context write a span id as 16 lowercase hex digits. Such ids are read
+here, a column at a time, into `uint64`s, which numpy sorts and searches some five times faster
+than pandas hashes a million Python strings: looking up a million parents, or checking that a
+million ids are unique, no longer touches each string object. An id in any other form (Jaeger's,
+an upper-case one, a test's `"a"`) gives None, and callers compare the ids as text as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_DIGITS = b"0123456789abcdef"
+_NIBBLE = np.full(256, 255, dtype=np.uint8)  # a byte's value as a hex digit; 255: not a digit
+_NIBBLE[np.frombuffer(_DIGITS, dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_WIDTH = 16
+_SEPARATOR = ord(",")
+
+
+def hex_span_ids(ids: np.ndarray) -> np.ndarray | None:
+    """The ids (an object array of str) as `uint64`s, or None unless every id is 16 lowercase hex
+    digits. Distinct ids give distinct numbers, so equal numbers mean equal ids."""
+    n = len(ids)
+    if not n:
+        return np.zeros(0, dtype=np.uint64)
+    try:
+        text = ",".join(ids).encode("ascii")  # TypeError: a value that is not a str (None)
+    except (TypeError, UnicodeEncodeError):
+        return None
+    if len(text) != (_WIDTH + 1) * n - 1:
+        return None
+    # One row per id: its 16 digits, then the separator, which must fall in the last column.
+    grid = np.frombuffer(text + b",", dtype=np.uint8).reshape(n, _WIDTH + 1)
+    if (grid[:, _WIDTH] != _SEPARATOR).any():
+        return None
+    nibbles = _NIBBLE[grid[:, :_WIDTH]]
+    if (nibbles == 255).any():
+        return None
+    octets = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]  # (n, 8): the id's bytes, most significant first
+    return np.ascontiguousarray(octets).view(">u8").ravel().astype(np.uint64)
+
+
+def all_distinct(numbers: np.ndarray) -> bool:
+    """Whether no number repeats (sorting, not hashing)."""
+    ordered = np.sort(numbers)
+    return not (ordered[1:] == ordered[:-1]).any()
