@@ -9,7 +9,7 @@ Then times, each in a fresh subprocess so that peak memory is its own:
     (b) load    : `profiler.load(file)` -> Run
     (c) attribute: `profiler.attribute(run)` -> Ledger (API prices from genai-prices)
     (d) render  : the JSON report written to a file, as `sessionprof report FILE --format json -o R`
-                  writes it (`reports.render_parts`, a chunk of steps at a time)
+                  writes it (`reports.render_encoded`, a chunk of steps at a time)
 
 (b)-(d) run one after another in one process, with numpy's huge-page advice off as the command
 turns it off (`profiler/huge_pages.py`; `--numpy-huge-pages` keeps it on, to compare); their peak
@@ -172,7 +172,7 @@ def _stage_pipeline(path: Path, profile: str | None, huge_pages: bool) -> dict:
 
     import profiler
     from profiler.huge_pages import skip_numpy_huge_page_advice
-    from reports import render_parts
+    from reports import render_encoded
 
     if not huge_pages:
         skip_numpy_huge_page_advice()  # as the `sessionprof` command does for its own process
@@ -183,8 +183,8 @@ def _stage_pipeline(path: Path, profile: str | None, huge_pages: bool) -> dict:
 
     def write_report() -> None:
         # As `sessionprof report FILE --format json -o REPORT` writes it: piece by piece.
-        with report.open("w", encoding="utf-8") as stream:
-            for part in render_parts(state["ledger"], "json"):
+        with report.open("wb") as stream:
+            for part in render_encoded(state["ledger"], "json"):
                 stream.write(part)
 
     stages = (

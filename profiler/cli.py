@@ -76,28 +76,27 @@ def _prices(options: dict[str, Any]) -> Any:
     return load_prices(config=options.get("config"), **{k: options[k] for k in PRICE_FLAGS if k in options})
 
 
-def _emit(text: str | bytes | Iterable[str], output: Path | None) -> None:
-    """Write a report to stdout or to `output`; text may come in pieces (`reports.render_parts`),
-    written as they come so that a big report is never held whole."""
-    if isinstance(text, bytes):
-        if output is None:
-            if sys.stdout.isatty():
-                raise ValueError("this format is binary: write it to a file with -o FILE")
-            sys.stdout.flush()
-            sys.stdout.buffer.write(text)
-            return
-        output.write_bytes(text)
-        typer.echo(f"report written to {output}", err=True)
-        return
-    parts = (text,) if isinstance(text, str) else text
+def _emit(report: str | bytes | Iterable[str] | Iterable[bytes], output: Path | None, *,
+          binary: bool = False) -> None:
+    """Write a report to stdout or to `output`: whole, or in pieces of text or of UTF-8
+    (`reports.render_encoded`) written as they come, so that a big report is never held whole.
+    A `binary` report (or a whole one in bytes) is never written to a terminal."""
+    pieces = (report,) if isinstance(report, (str, bytes)) else report
     if output is None:
-        for part in parts:
-            sys.stdout.write(part)
+        if (binary or isinstance(report, bytes)) and sys.stdout.isatty():
+            raise ValueError("this format is binary: write it to a file with -o FILE")
+        for piece in pieces:
+            if isinstance(piece, bytes):
+                sys.stdout.flush()  # what went before, in order
+                sys.stdout.buffer.write(piece)
+            else:
+                sys.stdout.write(piece)
+        sys.stdout.flush()
         return
     try:
-        with output.open("w", encoding="utf-8") as stream:
-            for part in parts:
-                stream.write(part)
+        with output.open("wb") as stream:
+            for piece in pieces:
+                stream.write(piece if isinstance(piece, bytes) else piece.encode("utf-8"))
     except BaseException:
         if output.is_file():
             output.unlink()  # half a report reads as a whole one
@@ -153,8 +152,8 @@ def report(
     """Attribute a recorded run (or another tool's trace) and print its per-step costs."""
     from profiler.attribution import attribute
     from profiler.loading import load
-    from reports import render_parts
-    from reports.render import FORMATS, WEIGHTS
+    from reports import render_encoded
+    from reports.render import BINARY_FORMATS, FORMATS, WEIGHTS
 
     with _user_errors():
         _check_choice("--format", format, FORMATS)
@@ -168,8 +167,9 @@ def report(
             done()
         ledger = attribute(run, policy=policy, prices=prices)  # type: ignore[arg-type]
         ledger = _select(ledger, session, since, until)
-        _emit(render_parts(ledger, format, by=by, top=top, weight=weight,
-                           color=output is None and sys.stdout.isatty()), output)
+        _emit(render_encoded(ledger, format, by=by, top=top, weight=weight,
+                             color=output is None and sys.stdout.isatty()), output,
+              binary=format in BINARY_FORMATS)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -218,14 +218,16 @@ def run(
     if not no_report:
         from profiler.attribution import attribute
         from profiler.loading import load
-        from reports import render_parts
+        from reports import render_encoded
+        from reports.render import BINARY_FORMATS
 
         try:
             ledger = attribute(load(result.path), policy=policy, prices=prices)  # type: ignore[arg-type]
             if not no_html:
                 _write_html(ledger, result.path)
-            _emit(render_parts(ledger, format, by=by, top=top, weight=weight,
-                               color=output is None and sys.stdout.isatty()), output)
+            _emit(render_encoded(ledger, format, by=by, top=top, weight=weight,
+                                 color=output is None and sys.stdout.isatty()), output,
+                  binary=format in BINARY_FORMATS)
         except (ProfilerError, ValueError) as err:
             typer.echo(f"sessionprof: could not report on the run: {err}", err=True)
     typer.echo(f"run directory: {result.path}", err=True)

@@ -1,5 +1,5 @@
 """Renderers: they take a `Ledger` and format it; they compute nothing."""
 
-from reports.render import FORMATS, render, render_parts
+from reports.render import FORMATS, render, render_encoded, render_parts
 
-__all__ = ["FORMATS", "render", "render_parts"]
+__all__ = ["FORMATS", "render", "render_encoded", "render_parts"]

@@ -30,6 +30,17 @@ def render_parts(ledger: Ledger, format: str = "table", **options: Any) -> Itera
     return output if isinstance(output, bytes) else (output,)
 
 
+def render_encoded(ledger: Ledger, format: str = "table", **options: Any) -> Iterable[bytes]:
+    """`render_parts` in UTF-8 for a file or a pipe (parquet: its bytes, in one piece). The JSON
+    steps come as the encoder wrote them, never decoded into text on the way."""
+    if format == "json":
+        from reports.json_report import json_byte_parts
+
+        return json_byte_parts(ledger, by=options.get("by", "step"), top=options.get("top"))
+    output = render(ledger, format, **options)
+    return (output if isinstance(output, bytes) else output.encode("utf-8"),)
+
+
 def render(ledger: Ledger, format: str = "table", *, by: str = "step", top: int | None = None, weight: str = "usd",
            **options: Any) -> str | bytes:
     """Render `ledger` in one of `FORMATS`; `parquet` gives bytes, every other format text.
