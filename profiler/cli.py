@@ -85,12 +85,15 @@ def _emit(report: str | bytes | Iterable[str] | Iterable[bytes], output: Path | 
     if output is None:
         if (binary or isinstance(report, bytes)) and sys.stdout.isatty():
             raise ValueError("this format is binary: write it to a file with -o FILE")
+        binary_stdout = getattr(sys.stdout, "buffer", None)  # None: a text-only stand-in for stdout
         for piece in pieces:
-            if isinstance(piece, bytes):
-                sys.stdout.flush()  # what went before, in order
-                sys.stdout.buffer.write(piece)
-            else:
+            if isinstance(piece, str):
                 sys.stdout.write(piece)
+            elif binary_stdout is None:
+                sys.stdout.write(piece.decode("utf-8"))
+            else:
+                sys.stdout.flush()  # what went before, in order
+                binary_stdout.write(piece)
         sys.stdout.flush()
         return
     try:

@@ -17,6 +17,7 @@ user set `NUMPY_MADVISE_HUGEPAGE` to say what they want.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 _USER_CHOICE = "NUMPY_MADVISE_HUGEPAGE"
 
@@ -33,7 +34,7 @@ def skip_numpy_huge_page_advice() -> bool:
     return True
 
 
-def _setter():  # type: ignore[no-untyped-def]
+def _setter() -> Callable[[bool], bool] | None:
     try:
         from numpy._core import multiarray  # numpy >= 2
     except ImportError:  # pragma: no cover - numpy 1.x

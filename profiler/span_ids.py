@@ -1,10 +1,10 @@
 """Span ids as the 64-bit numbers they spell, where every id is in OTLP's own form.
 
 OTLP JSON and W3C trace context write a span id as 16 lowercase hex digits. Such ids are read
-here, a column at a time, into `uint64`s, which numpy sorts and searches some five times faster
-than pandas hashes a million Python strings: looking up a million parents, or checking that a
-million ids are unique, no longer touches each string object. An id in any other form (Jaeger's,
-an upper-case one, a test's `"a"`) gives None, and callers compare the ids as text as before.
+here, a column at a time, into `uint64`s, which numpy sorts and searches without hashing a Python
+string per row: at a million spans the duplicate check at load takes half the time it took with
+pandas' hash table of the strings. An id in any other form (Jaeger's, an upper-case one, a test's
+`"a"`) gives None, and callers compare the ids as text as before.
 """
 
 from __future__ import annotations

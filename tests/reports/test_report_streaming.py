@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,13 @@ def test_encoded_pieces_are_the_report_in_utf8(golden_ledger, monkeypatch: pytes
 def test_pieces_of_text_and_of_bytes_reach_stdout_in_order(capsys: pytest.CaptureFixture[str]) -> None:
     _emit(iter(["one ", b"two ", "three"]), None)
     assert capsys.readouterr().out == "one two three"
+
+
+def test_pieces_of_bytes_reach_a_text_only_stdout_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    stand_in = io.StringIO()
+    monkeypatch.setattr("sys.stdout", stand_in)
+    _emit(iter(["one ", "caf\u00e9 ".encode()]), None)
+    assert stand_in.getvalue() == "one caf\u00e9 "
 
 
 def test_pieces_of_bytes_reach_the_file_as_they_are(tmp_path: Path) -> None:
