@@ -247,9 +247,11 @@ def reported_cost_of(attrs: Mapping[str, Any]) -> float:
 
 def is_remote(kind: str, provider: str | None, attrs: Mapping[str, Any]) -> bool:
     """Whether a step runs on someone else's hardware (a hosted API), so no local GPU share."""
-    if kind not in INFERENCE_KINDS:
-        return False
-    address = attrs.get(semconv.SERVER_ADDRESS)
+    return kind in INFERENCE_KINDS and _calls_away(attrs.get(semconv.SERVER_ADDRESS), provider)
+
+
+def _calls_away(address: Any, provider: str | None) -> bool:
+    """Whether a model call goes to another machine: by its endpoint, else by its provider."""
     if isinstance(address, str) and address:
         return not address.lower().startswith(_LOCAL_HOSTS)
     return provider is not None and provider not in SELF_HOSTED_PROVIDERS
@@ -356,7 +358,7 @@ def span_arrays(batch: SpanBatch) -> dict[str, list[Any] | np.ndarray]:
                 numbers.add(concept, rows, values)
                 continue
             if concept == "provider":
-                values = [_normalise_provider(value) if value is not None else None for value in values]
+                values = _normalised_providers(values)
             elif concept == "session":
                 values = [str(value) if value is not None else None for value in values]
             column = found[concept]
@@ -381,7 +383,8 @@ def span_arrays(batch: SpanBatch) -> dict[str, list[Any] | np.ndarray]:
     tokens["input_tokens"][exclusive] += cached[exclusive]
     inference = [i for i, kind in enumerate(kinds) if kind in INFERENCE_KINDS]
     remote = np.zeros(n, dtype=bool)
-    remote[inference] = [is_remote(kinds[i], providers[i], attrs[i]) for i in inference]
+    remote[inference] = _remote_calls([attrs[i].get(semconv.SERVER_ADDRESS) for i in inference],
+                                      [providers[i] for i in inference])
     start_ns, end_ns = _times(starts, ends)
     columns: dict[str, list[Any] | np.ndarray] = {
         "trace_id": trace_ids,
@@ -404,6 +407,26 @@ def span_arrays(batch: SpanBatch) -> dict[str, list[Any] | np.ndarray]:
     }
     _add_langfuse_usage(columns, attrs, with_langfuse_usage)
     return columns
+
+
+def _normalised_providers(values: list[Any]) -> list[str | None]:
+    """`_normalise_provider` of each value, worked out once per distinct name (a file names few)."""
+    try:
+        known = {value: _normalise_provider(value) for value in set(values)}
+    except TypeError:  # an unhashable value (a list attribute)
+        return [_normalise_provider(value) for value in values]
+    return list(map(known.__getitem__, values))
+
+
+def _remote_calls(addresses: list[Any], providers: list[str | None]) -> list[bool]:
+    """`is_remote` of model calls, given each one's `server.address` and provider, worked out once
+    per distinct pair."""
+    pairs = list(zip(addresses, providers))
+    try:
+        known = {pair: _calls_away(*pair) for pair in set(pairs)}
+    except TypeError:  # an unhashable address
+        return [_calls_away(*pair) for pair in pairs]
+    return list(map(known.__getitem__, pairs))
 
 
 def _rows_by_shape(attrs: list[dict[str, Any]]) -> dict[tuple[str, ...], list[int]]:

@@ -132,8 +132,10 @@ def build_ledger(
     }
     columns: dict[str, np.ndarray] = {}
     for quantity in QUANTITIES:
-        measured = self_values[quantity] if measured_any[quantity] else np.full(n + 1, np.nan)
-        columns[quantity] = np.where(unsampled, np.nan, measured)
+        if measured_any[quantity]:
+            columns[quantity] = np.where(unsampled, np.nan, self_values[quantity])
+        else:  # nothing measured it: missing throughout, without a masked copy of the gap
+            columns[quantity] = np.full(n + 1, np.nan)
     for col in TOKEN_COLUMNS:
         columns[col] = np.concatenate([np.nan_to_num(tokens[col]), [0.0]])
     columns["api_cost_usd"] = np.concatenate([api_cost, [np.nan]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -23,7 +24,8 @@ from profiler.tree import parent_positions
 _KEYS = sorted(genai._ALIAS_RANK) + ["gen_ai.operation.name", "server.address", "other.key"]
 _VALUES = st.one_of(st.none(), st.just(""), st.just("unknown"), st.just(" gpt-4o "), st.just("openai"),
                     st.just("az.ai.inference"), st.integers(-5, 10**7), st.floats(allow_nan=True),
-                    st.text(max_size=6), st.booleans(), st.just("localhost:8000"))
+                    st.text(max_size=6), st.booleans(), st.just("localhost:8000"), st.just("api.openai.com"),
+                    st.just("vllm"), st.just(["openai"]))
 
 
 @settings(max_examples=150, deadline=None)
@@ -37,6 +39,8 @@ def test_span_row_agrees_with_the_one_concept_functions(attrs: dict[str, Any], r
         assert (math.isnan(value) and math.isnan(row[column])) or row[column] == value, column
     assert row["model"] == genai.model_of(attrs)
     assert row["provider"] == genai.provider_of(attrs)
+    assert row["kind"] == genai.operation_of(attrs, "chat x")
+    assert row["remote"] == genai.is_remote(row["kind"], row["provider"], attrs)
     assert row["session_id"] == genai.session_of(attrs, resource, "t" * 32)
     cost = genai.reported_cost_of(attrs)
     assert (math.isnan(cost) and math.isnan(row["reported_cost_usd"])) or row["reported_cost_usd"] == cost
@@ -106,13 +110,18 @@ def test_parent_positions_with_span_ids_unique_or_repeated_across_traces() -> No
 @given(spans=st.lists(st.tuples(st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8),
                                 st.sampled_from(["chat x", "execute_tool t", "step"]),
                                 st.sampled_from([{}, {"session.id": "r"}, {"process.pid": 7}])),
-                      max_size=25))
-def test_a_batch_of_spans_reads_as_each_span_alone(spans: list[tuple[dict[str, Any], str, dict[str, Any]]]) -> None:
+                      max_size=25),
+       other_values=st.lists(_VALUES, min_size=1, max_size=8))
+def test_a_batch_of_spans_reads_as_each_span_alone(spans: list[tuple[dict[str, Any], str, dict[str, Any]]],
+                                                   other_values: list[Any]) -> None:
     # Spans of the same attribute keys share a plan in `span_columns`; mixing shapes in one batch
-    # must not let one span's answers leak into another's.
-    shapes = [dict(attrs) for attrs, _, _ in spans] + [dict(attrs) for attrs, _, _ in spans[::-1]]
+    # must not let one span's answers leak into another's. Each span comes twice more: once with
+    # the same keys and other values, once as it is, so that every shape holds different answers.
+    shapes = [dict(attrs) for attrs, _, _ in spans]
+    shapes += [dict(zip(attrs, itertools.cycle(other_values))) for attrs in shapes] + shapes[::-1]
+    spans = spans * 2 + spans[::-1]
     records = [genai.SpanRecord(f"{i:032x}", f"{i:016x}", None, name, 10, 20 + i, "ok", attrs, resource)
-               for i, (attrs, (_, name, resource)) in enumerate(zip(shapes, spans + spans[::-1]))]
+               for i, (attrs, (_, name, resource)) in enumerate(zip(shapes, spans, strict=True))]
     columns = genai.span_columns(genai.SpanBatch.of(records))
     for i, record in enumerate(records):
         alone = span_row(trace_id=record.trace_id, span_id=record.span_id, parent_span_id=None, name=record.name,
