@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -410,23 +410,23 @@ def span_arrays(batch: SpanBatch) -> dict[str, list[Any] | np.ndarray]:
 
 
 def _normalised_providers(values: list[Any]) -> list[str | None]:
-    """`_normalise_provider` of each value, worked out once per distinct name (a file names few)."""
-    try:
-        known = {value: _normalise_provider(value) for value in set(values)}
-    except TypeError:  # an unhashable value (a list attribute)
-        return [_normalise_provider(value) for value in values]
-    return list(map(known.__getitem__, values))
+    """`_normalise_provider` of each value (a file names few providers)."""
+    return _per_distinct(_normalise_provider, values)
 
 
 def _remote_calls(addresses: list[Any], providers: list[str | None]) -> list[bool]:
-    """`is_remote` of model calls, given each one's `server.address` and provider, worked out once
-    per distinct pair."""
-    pairs = list(zip(addresses, providers))
+    """`is_remote` of model calls, given each one's `server.address` and provider."""
+    return _per_distinct(lambda pair: _calls_away(*pair), list(zip(addresses, providers)))
+
+
+def _per_distinct(function: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    """`function` of each value, called once per distinct value (each value where one cannot be
+    hashed: a list attribute). Equal values must have equal answers, as they do here."""
     try:
-        known = {pair: _calls_away(*pair) for pair in set(pairs)}
-    except TypeError:  # an unhashable address
-        return [_calls_away(*pair) for pair in pairs]
-    return list(map(known.__getitem__, pairs))
+        known = {value: function(value) for value in set(values)}
+    except TypeError:
+        return list(map(function, values))
+    return list(map(known.__getitem__, values))
 
 
 def _rows_by_shape(attrs: list[dict[str, Any]]) -> dict[tuple[str, ...], list[int]]:

@@ -43,5 +43,21 @@ def hex_span_ids(ids: np.ndarray) -> np.ndarray | None:
 
 def all_distinct(numbers: np.ndarray) -> bool:
     """Whether no number repeats (sorting, not hashing)."""
-    ordered = np.sort(numbers)
-    return not (ordered[1:] == ordered[:-1]).any()
+    return not _repeats(np.sort(numbers))
+
+
+def positions_of(wanted: np.ndarray, numbers: np.ndarray) -> np.ndarray | None:
+    """The position in `numbers` of each of `wanted` (-1: not there), found by sorting and
+    searching; None where a number repeats, and a position would be ambiguous."""
+    if not len(numbers):
+        return np.full(len(wanted), -1, dtype=np.int64)
+    order = np.argsort(numbers)  # distinct numbers, where the order is used: no ties to keep stable
+    ordered = numbers[order]
+    if _repeats(ordered):
+        return None
+    slot = np.minimum(np.searchsorted(ordered, wanted), len(ordered) - 1)
+    return np.where(ordered[slot] == wanted, order[slot], -1)
+
+
+def _repeats(ordered: np.ndarray) -> bool:
+    return bool((ordered[1:] == ordered[:-1]).any())

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from profiler import semconv
-from profiler.span_ids import hex_span_ids
+from profiler.span_ids import hex_span_ids, positions_of
 
 SESSION_KIND = "session"
 UNATTRIBUTED_KIND = "unattributed"
@@ -140,18 +140,15 @@ def _rows_of_unique_ids(span_ids: np.ndarray, parent_ids: np.ndarray) -> np.ndar
     """The row whose span id is each row's parent id (-1: none, or no parent id); None where a
     span id repeats or is missing."""
     own = hex_span_ids(span_ids)
-    if own is not None:
+    if own is not None:  # OTLP's ids, as numbers: sorted and searched, not hashed
         present = np.flatnonzero(pd.notna(parent_ids))
         wanted = hex_span_ids(parent_ids[present])
-        if wanted is not None:  # OTLP's ids, as numbers: sorted and searched, not hashed
-            order = np.argsort(own)  # ids are distinct where this order is used: no ties to keep stable
-            ordered = own[order]
-            if (ordered[1:] == ordered[:-1]).any():
+        if wanted is not None:
+            found = positions_of(wanted, own)
+            if found is None:
                 return None
-            slot = np.minimum(np.searchsorted(ordered, wanted), max(len(ordered) - 1, 0))
-            hit = ordered[slot] == wanted
             positions = np.full(len(span_ids), -1, dtype=np.int64)
-            positions[present[hit]] = order[slot[hit]]
+            positions[present] = found
             return positions
     # Any other ids: one hash pass over the ids and the parent ids together.
     n = len(span_ids)

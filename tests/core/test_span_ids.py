@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from profiler import tree
 from profiler.loading import _dedupe
-from profiler.span_ids import all_distinct, hex_span_ids
+from profiler.span_ids import all_distinct, hex_span_ids, positions_of
 from profiler.tree import parent_positions
 
 from .builders import span, spans_frame
@@ -91,3 +91,10 @@ def test_repeated_hex_ids_are_still_deduplicated_by_trace_and_span() -> None:
     kept = _dedupe(spans)
     lengths = kept["end_ns"] - kept["start_ns"]
     assert sorted(zip(kept["trace_id"], lengths, strict=True)) == [("A", 2 * 10**9), ("B", 10**9)]
+
+
+def test_positions_of_numbers() -> None:
+    numbers = np.array([30, 10, 20], dtype=np.uint64)
+    assert positions_of(np.array([20, 5, 30, 40], dtype=np.uint64), numbers).tolist() == [2, -1, 0, -1]
+    assert positions_of(np.array([1], dtype=np.uint64), np.array([], dtype=np.uint64)).tolist() == [-1]
+    assert positions_of(np.array([1], dtype=np.uint64), np.array([1, 1], dtype=np.uint64)) is None
