@@ -36,30 +36,38 @@ def open_text(path: Path) -> IO[str]:
 
 def _open(path: Path) -> tuple[IO[str], IO[bytes]]:
     """Return (text stream, raw file): the raw file's position is the bytes read from disk."""
+    stream, raw = _open_bytes(path)
+    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""), raw
+
+
+def _open_bytes(path: Path) -> tuple[IO[bytes], IO[bytes]]:
+    """Return (byte stream, decompressed where the file is gzip; raw file)."""
     try:
         raw = path.open("rb")
     except OSError as err:
         raise TraceFormatError(f"{path}: cannot open ({err.strerror or err})") from None
     magic = raw.read(2)
     raw.seek(0)
-    stream: IO[bytes] = gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw
-    return io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline=""), raw
+    return (gzip.GzipFile(fileobj=raw) if magic == b"\x1f\x8b" else raw), raw
 
 
 def iter_json_values(
     path: Path, warn: Callable[[str], None], progress: Callable[[int], None] | None = None,
-    fast: Callable[[str], Any] | None = None,
+    fast: Callable[[bytes], Any] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Yield (line number, value) for every JSON value in the file, in order.
 
-    `progress` is called now and then with the number of bytes read from disk so far. `fast`, when
-    given, is tried first on every line that holds a whole value: what it returns (unless None) is
-    yielded in place of the decoded line. A file whose first lines it never takes stops trying it.
+    Lines end at a line feed (LF or CRLF), as JSON Lines and pretty-printers write them; a line
+    that is not UTF-8 is read with its bad bytes replaced. `progress` is called now and then with the
+    number of bytes read from disk so far. `fast`, when given, is tried first on every line that
+    could hold a whole value, as the file's bytes (no text made of them): what it returns (unless
+    None) is yielded in place of the decoded line. A file whose first lines it never takes stops
+    trying it.
 
     Raises:
         TraceFormatError: invalid JSON, or text that is not JSON at all; the message names the line.
     """
-    stream, raw = _open(path)
+    stream, raw = _open_bytes(path)
     where = [0]  # the line being read, for a message about a stream cut short
     with raw, stream:
         try:
@@ -71,32 +79,33 @@ def iter_json_values(
 
 
 def _iter_values(
-    path: Path, stream: IO[str], warn: Callable[[str], None], progress: Callable[[], None] | None,
-    where: list[int], fast: Callable[[str], Any] | None = None,
+    path: Path, stream: IO[bytes], warn: Callable[[str], None], progress: Callable[[], None] | None,
+    where: list[int], fast: Callable[[bytes], Any] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     line_no = 0
     fast_misses = 0
     pending: list[str] = []  # lines of a value that spans several lines
     pending_start = 0
-    for line in stream:
+    for data in stream:
         line_no += 1
         where[0] = line_no
         if progress is not None and line_no % 1024 == 0:
             progress()
+        if fast is not None and not pending and not data.isspace():
+            taken = fast(data)
+            if taken is not None:
+                yield line_no, taken
+                fast_misses = -1  # it takes this file's lines: keep trying it
+                continue
+            if fast_misses >= 0:
+                fast_misses += 1
+                if fast_misses >= _FAST_TRIES:
+                    fast = None
+        line = data.decode("utf-8", "replace")
         if not pending:
             stripped = line.strip()
             if not stripped:
                 continue
-            if fast is not None:
-                taken = fast(stripped)
-                if taken is not None:
-                    yield line_no, taken
-                    fast_misses = -1  # it takes this file's lines: keep trying it
-                    continue
-                if fast_misses >= 0:
-                    fast_misses += 1
-                    if fast_misses >= _FAST_TRIES:
-                        fast = None
             try:
                 yield line_no, _loads(stripped)
                 continue

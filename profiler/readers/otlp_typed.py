@@ -75,8 +75,9 @@ class _TracesData(Struct, gc=False):
 _decode = msgspec.json.Decoder(_TracesData).decode
 
 
-def batch_of_line(line: str) -> SpanBatch | None:
-    """Decode one line of OTLP JSON in the canonical form; None for any other line."""
+def batch_of_line(line: bytes | str) -> SpanBatch | None:
+    """Decode one line of OTLP JSON in the canonical form (UTF-8 bytes, or text); None for any
+    other line, or one that is not UTF-8."""
     try:
         document = _decode(line)
     except msgspec.DecodeError:

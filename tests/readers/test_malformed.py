@@ -113,3 +113,26 @@ def test_spans_without_ids_or_start_are_skipped_not_fatal(tmp_path: Path) -> Non
 def test_a_missing_file_is_a_trace_format_error(tmp_path: Path) -> None:
     with pytest.raises(TraceFormatError, match="no such file"):
         profiler.load(tmp_path / "nope.jsonl")
+
+
+def test_bytes_that_are_not_utf8_are_replaced_not_fatal(tmp_path: Path) -> None:
+    # A writer that cut a name mid-character: that span keeps the rest of its name, its neighbours
+    # are untouched, and the other lines still take the fast reader (it declines the bad line).
+    bad = LINE.replace("GET /", "GET /caf\\u00e9").replace("cd" * 8, "01" * 8).encode().replace(
+        b"\\u00e9", "é".encode()[:1])
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes(b"\n".join([LINE.encode(), bad, OTHER.encode()]) + b"\n")
+    run = profiler.load(path)
+    assert run.warnings == []
+    names = dict(zip(run.spans["span_id"], run.spans["name"]))
+    assert names == {"cd" * 8: "GET /", "01" * 8: "GET /caf\ufffd", "ef" * 8: "GET /"}
+
+
+def test_lines_of_only_whitespace_are_skipped(tmp_path: Path) -> None:
+    # Unicode whitespace too (a no-break space), and CRLF pretty-printed values around them.
+    pretty = json.dumps(json.loads(LINE), indent=2).replace("\n", "\r\n")
+    text = pretty + "\r\n\u00a0\r\n \t\r\n" + OTHER + "\n\u2003\n"
+    path = tmp_path / "spans.json"
+    path.write_bytes(text.encode())
+    run = profiler.load(path)
+    assert run.warnings == [] and sorted(run.spans["span_id"]) == ["cd" * 8, "ef" * 8]
