@@ -14,7 +14,6 @@ import pandas as pd
 
 from profiler.errors import TraceFormatError
 from profiler.gc_pause import gc_paused
-from profiler.genai import SpanBatch, SpanRecord, span_arrays
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
 from profiler.readers import console, jaeger, otlp, otlp_typed
 from profiler.readers.framing import iter_json_values
@@ -22,6 +21,7 @@ from profiler.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
 from profiler.readers.samples import SAMPLES_FILE, read_samples
 from profiler.run_dir import META_FILE, SPANS_FILE
 from profiler.span_ids import all_distinct, hex_span_ids
+from profiler.span_table import SpanBatch, SpanRecord, span_arrays
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-from profiler.genai import SpanRecord
 from profiler.readers.otlp import MAX_NS, normalise_id, status_of
+from profiler.span_table import SpanRecord
 
 _intern = sys.intern
 _ISO = re.compile(

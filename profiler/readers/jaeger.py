@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from profiler.errors import TraceFormatError
-from profiler.genai import SpanRecord
 from profiler.readers.otlp import MAX_NS, normalise_id
+from profiler.span_table import SpanRecord
 
 _intern = sys.intern
 _STATUS = {"ERROR": "error", "OK": "ok", "UNSET": "unset"}

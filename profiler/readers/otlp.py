@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from profiler.genai import SpanRecord
+from profiler.span_table import SpanRecord
 
 _STATUS = {0: "unset", 1: "ok", 2: "error"}
 _STATUS_NAMES = {"STATUS_CODE_UNSET": "unset", "STATUS_CODE_OK": "ok", "STATUS_CODE_ERROR": "error",

@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from profiler.genai import SpanBatch
 from profiler.readers.otlp import _HEX_DIGITS, MAX_NS, _nanos, decode_any_value, status_of_code
+from profiler.span_table import SpanBatch
 
 _intern = sys.intern
 _HEX_BYTES = _HEX_DIGITS.encode("ascii")

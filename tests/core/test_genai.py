@@ -13,6 +13,7 @@ import pytest
 from profiler import genai
 from profiler.billing import mark_billable
 from profiler.model import SPAN_COLUMNS
+from profiler.span_table import span_row
 
 from .builders import chat, span, spans_frame
 
@@ -22,7 +23,7 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 def row_of(
     attrs: dict[str, Any], name: str = "some span", resource: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    return genai.span_row(
+    return span_row(
         trace_id=TRACE,
         span_id="b7ad6b7169203331",
         parent_span_id=None,
@@ -377,7 +378,7 @@ def test_remote_is_an_inference_call_to_someone_elses_hardware(
 
 
 def test_a_trace_session_root_is_flagged_and_end_never_precedes_start() -> None:
-    row = genai.span_row(
+    row = span_row(
         trace_id=TRACE,
         span_id="a",
         parent_span_id="",

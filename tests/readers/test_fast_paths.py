@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from profiler import genai
 from profiler.billing import mark_billable
-from profiler.genai import span_row
 from profiler.model import SPAN_COLUMNS, frame_from_rows
 from profiler.pricing import ApiPricer
 from profiler.readers import otlp, otlp_typed
+from profiler.span_table import SpanBatch, SpanRecord, span_columns, span_row
 from profiler.tree import parent_positions
 
-_KEYS = sorted(genai._ALIAS_RANK) + ["gen_ai.operation.name", "server.address", "other.key"]
+_KEYS = sorted(genai.ALIAS_RANK) + ["gen_ai.operation.name", "server.address", "other.key"]
 _VALUES = st.one_of(st.none(), st.just(""), st.just("unknown"), st.just(" gpt-4o "), st.just("openai"),
                     st.just("az.ai.inference"), st.integers(-5, 10**7), st.floats(allow_nan=True),
                     st.text(max_size=6), st.booleans(), st.just("localhost:8000"), st.just("api.openai.com"),
@@ -120,9 +120,9 @@ def test_a_batch_of_spans_reads_as_each_span_alone(spans: list[tuple[dict[str, A
     shapes = [dict(attrs) for attrs, _, _ in spans]
     shapes += [dict(zip(attrs, itertools.cycle(other_values))) for attrs in shapes] + shapes[::-1]
     spans = spans * 2 + spans[::-1]
-    records = [genai.SpanRecord(f"{i:032x}", f"{i:016x}", None, name, 10, 20 + i, "ok", attrs, resource)
+    records = [SpanRecord(f"{i:032x}", f"{i:016x}", None, name, 10, 20 + i, "ok", attrs, resource)
                for i, (attrs, (_, name, resource)) in enumerate(zip(shapes, spans, strict=True))]
-    columns = genai.span_columns(genai.SpanBatch.of(records))
+    columns = span_columns(SpanBatch.of(records))
     for i, record in enumerate(records):
         alone = span_row(trace_id=record.trace_id, span_id=record.span_id, parent_span_id=None, name=record.name,
                          start_ns=10, end_ns=record.end_ns, status="ok", attrs=record.attrs,
@@ -171,7 +171,7 @@ _DOCUMENT = st.fixed_dictionaries({"resourceSpans": st.lists(st.fixed_dictionari
 
 
 def _general(document: dict[str, Any]) -> dict[str, list[Any]]:
-    return genai.span_columns(genai.SpanBatch.of(list(otlp.records_of(document))))
+    return span_columns(SpanBatch.of(list(otlp.records_of(document))))
 
 
 def _same(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> bool:
@@ -185,7 +185,7 @@ def test_the_typed_decoder_reads_a_line_as_the_general_reader_does(document: dic
     batch = otlp_typed.batch_of_line(line)
     event("typed" if batch is not None and batch.span_id else "general" if batch is None else "no spans")
     if batch is not None:  # None: a line the typed decoder leaves to the general reader
-        assert _same(genai.span_columns(batch), _general(document))
+        assert _same(span_columns(batch), _general(document))
 
 
 def test_the_typed_decoder_takes_the_canonical_form_and_leaves_the_rest() -> None:
