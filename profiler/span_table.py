@@ -336,8 +336,6 @@ def _first_set(attrs: Mapping[str, Any], keys: tuple[str, ...], is_model: bool) 
     return next((name for key in keys if (name := model_name(attrs[key])) is not None), None)
 
 
-
-
 def _add_langfuse_usage(columns: dict[str, Any], attrs: list[dict[str, Any]], rows: list[int]) -> None:
     """Spans (of `rows`: those with Langfuse's usage blob) with no usage of their own take their
     counts from the blob."""

@@ -75,9 +75,10 @@ class _TracesData(Struct, gc=False):
 _decode = msgspec.json.Decoder(_TracesData).decode
 
 
-def batch_of_line(line: bytes | str) -> SpanBatch | None:
-    """Decode one line of OTLP JSON in the canonical form (UTF-8 bytes, or text); None for any
-    other line, or one that is not UTF-8."""
+def batch_of_line(line: bytes) -> SpanBatch | None:
+    """Decode one line of OTLP JSON (the file's bytes) in the canonical form; None for any other
+    line, which the general reader then reads. Bad UTF-8 in a value read here declines the line
+    too; in a field not read here it is skipped unseen, as the general reader drops that field."""
     try:
         document = _decode(line)
     except msgspec.DecodeError:
@@ -109,7 +110,8 @@ def _add_spans(batch: SpanBatch, spans: list[_Span], resource: dict[str, Any]) -
     if None in starts:  # no usable start time: the general reader skips such a span too
         keep = [i for i, start in enumerate(starts) if start is not None]
         spans, starts, ends = [spans[i] for i in keep], [starts[i] for i in keep], [ends[i] for i in keep]
-        trace_ids, span_ids, parents = ([column[i] for i in keep] for column in (trace_ids, span_ids, parents))
+        trace_ids, span_ids, parents = (
+            [column[i] for i in keep] for column in (trace_ids, span_ids, parents))
     batch.trace_id.extend(map(_intern, trace_ids))
     batch.span_id.extend(span_ids)
     batch.parent_span_id.extend(parents)
@@ -117,7 +119,8 @@ def _add_spans(batch: SpanBatch, spans: list[_Span], resource: dict[str, Any]) -
     batch.start_ns.extend(starts)
     batch.end_ns.extend(ends)
     # No status reads as code 0, unset.
-    batch.status.extend(map(status_of_code, [span.status.code if span.status is not None else 0 for span in spans]))
+    codes = [span.status.code if span.status is not None else 0 for span in spans]
+    batch.status.extend(map(status_of_code, codes))
     batch.attrs.extend([_attributes(span.attributes) if span.attributes else {} for span in spans])
     batch.resource.extend([resource] * len(spans))
     return True
@@ -132,7 +135,7 @@ def _times(values: list[str | int | None]) -> list[int | None]:
     """Nanosecond times as `otlp._nanos` reads them (None: absent or unusable), a scope at a time."""
     try:
         times = list(map(int, values))  # the common case: every one present, in range
-        if 0 < min(times) and max(times) <= MAX_NS:
+        if min(times) > 0 and max(times) <= MAX_NS:
             return times
     except (TypeError, ValueError, OverflowError):
         pass

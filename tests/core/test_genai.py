@@ -1,5 +1,6 @@
 """Reading GenAI meaning out of span attributes: every alias of reference/genai-attributes.md, in order,
-through `span_row` (what every reader calls) and through the one-concept functions alike."""
+through `span_row` (one span read by `span_table.span_columns`, which every reader's spans go through)
+and through the one-concept functions alike."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from hypothesis import event, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from profiler import genai
@@ -30,10 +30,12 @@ _VALUES = st.one_of(st.none(), st.just(""), st.just("unknown"), st.just(" gpt-4o
 
 @settings(max_examples=150, deadline=None)
 @given(attrs=st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=12),
-       resource=st.dictionaries(st.sampled_from(["session.id", "service.name"]), st.text(max_size=4), max_size=2))
-def test_span_row_agrees_with_the_one_concept_functions(attrs: dict[str, Any], resource: dict[str, Any]) -> None:
-    row = span_row(trace_id="t" * 32, span_id="s" * 16, parent_span_id=None, name="chat x", start_ns=5, end_ns=3,
-                   status="ok", attrs=attrs, resource=resource)
+       resource=st.dictionaries(st.sampled_from(["session.id", "service.name"]), st.text(max_size=4),
+                                max_size=2))
+def test_span_row_agrees_with_the_one_concept_functions(
+        attrs: dict[str, Any], resource: dict[str, Any]) -> None:
+    row = span_row(trace_id="t" * 32, span_id="s" * 16, parent_span_id=None, name="chat x", start_ns=5,
+                   end_ns=3, status="ok", attrs=attrs, resource=resource)
     usage = genai.usage_of(attrs)
     for column, value in usage.items():
         assert (math.isnan(value) and math.isnan(row[column])) or row[column] == value, column
@@ -51,7 +53,8 @@ def test_linear_api_prices_are_exactly_genai_prices() -> None:
     rng = random.Random(4)
     fast = ApiPricer()
     models = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-20250514"),
-              (None, "claude-opus-4.6-1m"), ("google", "gemini-2.5-pro"), (None, "gpt-5"), ("x", "not-a-model")]
+              (None, "claude-opus-4.6-1m"), ("google", "gemini-2.5-pro"), (None, "gpt-5"),
+              ("x", "not-a-model")]
     for provider, model in models:
         for _ in range(15):
             inp = rng.randint(0, 400_000)
@@ -77,8 +80,10 @@ def test_an_agent_beside_the_chats_it_sums_does_not_bill() -> None:
         {"span_id": "exec"},
         {"span_id": "agent", "parent_span_id": "exec", "kind": "invoke_agent", "start_ns": 1, "end_ns": 9,
          "input_tokens": 30.0},
-        {"span_id": "c1", "parent_span_id": "exec", "kind": "chat", "start_ns": 2, "end_ns": 4, "input_tokens": 10.0},
-        {"span_id": "c2", "parent_span_id": "exec", "kind": "chat", "start_ns": 5, "end_ns": 8, "input_tokens": 20.0},
+        {"span_id": "c1", "parent_span_id": "exec", "kind": "chat", "start_ns": 2, "end_ns": 4,
+         "input_tokens": 10.0},
+        {"span_id": "c2", "parent_span_id": "exec", "kind": "chat", "start_ns": 5, "end_ns": 8,
+         "input_tokens": 20.0},
     ])
     assert mark_billable(spans).tolist() == [False, False, True, True]
 
@@ -88,7 +93,8 @@ def test_an_agent_whose_model_calls_were_not_traced_still_bills_beside_another_a
         {"span_id": "root"},
         {"span_id": "a1", "parent_span_id": "root", "kind": "invoke_agent", "start_ns": 1, "end_ns": 4,
          "input_tokens": 10.0},
-        {"span_id": "c1", "parent_span_id": "root", "kind": "chat", "start_ns": 2, "end_ns": 3, "input_tokens": 10.0},
+        {"span_id": "c1", "parent_span_id": "root", "kind": "chat", "start_ns": 2, "end_ns": 3,
+         "input_tokens": 10.0},
         {"span_id": "a2", "parent_span_id": "root", "kind": "invoke_agent", "start_ns": 5, "end_ns": 9,
          "input_tokens": 7.0},
     ])
@@ -124,12 +130,13 @@ def test_a_batch_of_spans_reads_as_each_span_alone(spans: list[tuple[dict[str, A
                for i, (attrs, (_, name, resource)) in enumerate(zip(shapes, spans, strict=True))]
     columns = span_columns(SpanBatch.of(records))
     for i, record in enumerate(records):
-        alone = span_row(trace_id=record.trace_id, span_id=record.span_id, parent_span_id=None, name=record.name,
-                         start_ns=10, end_ns=record.end_ns, status="ok", attrs=record.attrs,
-                         resource=record.resource)
+        alone = span_row(trace_id=record.trace_id, span_id=record.span_id, parent_span_id=None,
+                         name=record.name, start_ns=10, end_ns=record.end_ns, status="ok",
+                         attrs=record.attrs, resource=record.resource)
         for column, value in alone.items():
             got = columns[column][i]
-            assert got == value or (isinstance(value, float) and math.isnan(value) and math.isnan(got)), column
+            both_nan = isinstance(value, float) and math.isnan(value) and math.isnan(got)
+            assert got == value or both_nan, column
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,7 +173,8 @@ _SPAN = st.fixed_dictionaries(
 _DOCUMENT = st.fixed_dictionaries({"resourceSpans": st.lists(st.fixed_dictionaries(
     {"scopeSpans": st.lists(st.fixed_dictionaries({"spans": st.lists(_SPAN, min_size=1, max_size=3)}),
                             min_size=1, max_size=2)},
-    optional={"resource": st.fixed_dictionaries({}, optional={"attributes": st.lists(_ATTRIBUTE, max_size=2)})}),
+    optional={"resource": st.fixed_dictionaries(
+        {}, optional={"attributes": st.lists(_ATTRIBUTE, max_size=2)})}),
     min_size=1, max_size=2)})
 
 
@@ -179,9 +187,14 @@ def _same(a: dict[str, list[Any]], b: dict[str, list[Any]]) -> bool:
 
 
 @settings(max_examples=400, deadline=None)
-@given(document=_DOCUMENT)
-def test_the_typed_decoder_reads_a_line_as_the_general_reader_does(document: dict[str, Any]) -> None:
-    line = json.dumps(document)
+@given(document=_DOCUMENT, raw_text=st.booleans(), line_end=st.sampled_from([b"\n", b"\r\n", b""]))
+def test_the_typed_decoder_reads_a_line_as_the_general_reader_does(
+        document: dict[str, Any], raw_text: bool, line_end: bytes) -> None:
+    # As the file holds it: text as UTF-8 (or escaped), the line's end included.
+    try:
+        line = json.dumps(document, ensure_ascii=not raw_text).encode() + line_end
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 file holds it unescaped
+        assume(False)
     batch = otlp_typed.batch_of_line(line)
     event("typed" if batch is not None and batch.span_id else "general" if batch is None else "no spans")
     if batch is not None:  # None: a line the typed decoder leaves to the general reader
@@ -190,21 +203,22 @@ def test_the_typed_decoder_reads_a_line_as_the_general_reader_does(document: dic
 
 def test_the_typed_decoder_takes_the_canonical_form_and_leaves_the_rest() -> None:
     span = {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
-            "startTimeUnixNano": "1760000000000000000", "endTimeUnixNano": "1760000001000000000", "name": "chat m",
+            "startTimeUnixNano": "1760000000000000000", "endTimeUnixNano": "1760000001000000000",
+            "name": "chat m",
             "attributes": [{"key": "gen_ai.usage.input_tokens", "value": {"intValue": "12"}},
                            {"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
                            {"key": "flag", "value": {"boolValue": True}}],
             "status": {"code": 2}}
     canonical = {"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [span]}]}]}
-    batch = otlp_typed.batch_of_line(json.dumps(canonical))
-    assert batch is not None and batch.attrs == [{"gen_ai.usage.input_tokens": 12, "gen_ai.operation.name": "chat",
-                                                  "flag": True}]
+    batch = otlp_typed.batch_of_line(json.dumps(canonical).encode())
+    assert batch is not None and batch.attrs == [
+        {"gen_ai.usage.input_tokens": 12, "gen_ai.operation.name": "chat", "flag": True}]
     assert batch.status == ["error"] and batch.end_ns == [1760000001000000000]
     for variant in ({**span, "traceId": span["traceId"].upper()}, {**span, "startTimeUnixNano": 1.5},
                     {**span, "name": None}):
         document = {"resourceSpans": [{"scopeSpans": [{"spans": [variant]}]}]}
-        assert otlp_typed.batch_of_line(json.dumps(document)) is None
+        assert otlp_typed.batch_of_line(json.dumps(document).encode()) is None
         assert len(_general(document)["span_id"]) == 1  # the general reader still reads it
-    assert otlp_typed.batch_of_line('{"resource_spans": []}') is None
-    assert otlp_typed.batch_of_line('{"data": [{"traceID": "1", "spans": []}]}') is None
-    assert otlp_typed.batch_of_line("{not json") is None
+    assert otlp_typed.batch_of_line(b'{"resource_spans": []}') is None
+    assert otlp_typed.batch_of_line(b'{"data": [{"traceID": "1", "spans": []}]}') is None
+    assert otlp_typed.batch_of_line(b"{not json") is None

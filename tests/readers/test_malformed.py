@@ -11,6 +11,8 @@ import pytest
 
 import profiler
 from profiler.errors import TraceFormatError
+from profiler.readers import otlp_typed
+from profiler.readers.framing import open_text
 
 LINE = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
     {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "GET /", "startTimeUnixNano": "1760000000000000000",
@@ -39,7 +41,8 @@ def _one_line(err: pytest.ExceptionInfo[TraceFormatError]) -> str:
     (LINE + "\n42\n", ":2:", "found a JSON int"),
     (LINE + "\n" + LINE + ", x\n", ":2:", "invalid JSON"),
 ])
-def test_bad_input_is_a_one_line_error_naming_the_line(tmp_path: Path, text: str, where: str, what: str) -> None:
+def test_bad_input_is_a_one_line_error_naming_the_line(
+        tmp_path: Path, text: str, where: str, what: str) -> None:
     path = _file(tmp_path, text)
     with pytest.raises(TraceFormatError) as err:
         profiler.load(path)
@@ -58,7 +61,7 @@ def test_the_error_names_what_the_readers_accept(tmp_path: Path) -> None:
 def test_a_broken_pretty_printed_value_names_its_line(tmp_path: Path) -> None:
     good = json.dumps(json.loads(LINE), indent=2)
     bad = good.replace('"name": "GET /",', '"name": "GET /"')  # a missing comma on line 19 of the value
-    broken_line = bad.splitlines().index(next(l for l in bad.splitlines() if '"GET /"' in l)) + 1
+    broken_line = bad.splitlines().index(next(x for x in bad.splitlines() if '"GET /"' in x)) + 1
     path = _file(tmp_path, good + "\n" + bad + "\n" + good + "\n")
     with pytest.raises(TraceFormatError) as err:
         profiler.load(path)
@@ -106,7 +109,8 @@ def test_a_trace_without_genai_spans_has_zero_model_calls(tmp_path: Path) -> Non
 def test_spans_without_ids_or_start_are_skipped_not_fatal(tmp_path: Path) -> None:
     document = json.loads(LINE)
     spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
-    spans += [{"name": "no ids"}, {"traceId": "ab" * 16, "spanId": "01" * 8, "name": "no start"}, "not a span"]
+    spans += [{"name": "no ids"}, {"traceId": "ab" * 16, "spanId": "01" * 8, "name": "no start"},
+              "not a span"]
     assert len(profiler.load(_file(tmp_path, json.dumps(document))).spans) == 1
 
 
@@ -115,7 +119,22 @@ def test_a_missing_file_is_a_trace_format_error(tmp_path: Path) -> None:
         profiler.load(tmp_path / "nope.jsonl")
 
 
-def test_bytes_that_are_not_utf8_are_replaced_not_fatal(tmp_path: Path) -> None:
+@pytest.fixture
+def fast_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the fast OTLP reader made of each line it was handed: "taken" or "declined"."""
+    seen: list[str] = []
+    real = otlp_typed.batch_of_line
+
+    def spy(line: bytes) -> object:
+        batch = real(line)
+        seen.append("declined" if batch is None else "taken")
+        return batch
+
+    monkeypatch.setattr(otlp_typed, "batch_of_line", spy)
+    return seen
+
+
+def test_bytes_that_are_not_utf8_are_replaced_not_fatal(tmp_path: Path, fast_reads: list[str]) -> None:
     # A writer that cut a name mid-character: that span keeps the rest of its name, its neighbours
     # are untouched, and the other lines still take the fast reader (it declines the bad line).
     bad = LINE.replace("GET /", "GET /caf\\u00e9").replace("cd" * 8, "01" * 8).encode().replace(
@@ -124,8 +143,9 @@ def test_bytes_that_are_not_utf8_are_replaced_not_fatal(tmp_path: Path) -> None:
     path.write_bytes(b"\n".join([LINE.encode(), bad, OTHER.encode()]) + b"\n")
     run = profiler.load(path)
     assert run.warnings == []
-    names = dict(zip(run.spans["span_id"], run.spans["name"]))
+    names = dict(zip(run.spans["span_id"], run.spans["name"], strict=True))
     assert names == {"cd" * 8: "GET /", "01" * 8: "GET /caf\ufffd", "ef" * 8: "GET /"}
+    assert fast_reads == ["taken", "declined", "taken"]
 
 
 def test_lines_of_only_whitespace_are_skipped(tmp_path: Path) -> None:
@@ -136,3 +156,79 @@ def test_lines_of_only_whitespace_are_skipped(tmp_path: Path) -> None:
     path.write_bytes(text.encode())
     run = profiler.load(path)
     assert run.warnings == [] and sorted(run.spans["span_id"]) == ["cd" * 8, "ef" * 8]
+
+
+def test_lines_of_unicode_whitespace_do_not_switch_the_fast_reader_off(
+        tmp_path: Path, fast_reads: list[str]) -> None:
+    # More such lines than the fast reader may decline before it is given up on.
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes(("\u00a0\n\u2003\n" * 8 + LINE + "\n" + OTHER + "\n").encode())
+    assert len(profiler.load(path).spans) == 2
+    assert fast_reads.count("taken") == 2
+
+
+BOM = "\ufeff"
+
+
+@pytest.mark.parametrize("shape", ["lines", "document", "pretty", "gzip"])
+def test_a_byte_order_mark_at_the_start_is_skipped(tmp_path: Path, shape: str) -> None:
+    # Windows PowerShell's `Out-File -Encoding utf8` and Notepad write one.
+    document = {"resourceSpans": json.loads(LINE)["resourceSpans"] + json.loads(OTHER)["resourceSpans"]}
+    text = {"lines": LINE + "\r\n" + OTHER + "\r\n", "document": json.dumps(document),
+            "pretty": json.dumps(document, indent=2), "gzip": LINE + "\n" + OTHER + "\n"}[shape]
+    data = (BOM + text).encode()
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes(gzip.compress(data) if shape == "gzip" else data)
+    run = profiler.load(path)
+    assert run.warnings == [] and sorted(run.spans["span_id"]) == ["cd" * 8, "ef" * 8]
+
+
+def test_a_byte_order_mark_elsewhere_is_still_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TraceFormatError, match=":2: expected a JSON object"):
+        profiler.load(_file(tmp_path, LINE + "\n" + BOM + OTHER + "\n"))
+
+
+def test_open_text_skips_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "gpu.csv"
+    path.write_bytes((BOM + "timestamp, power.draw [W]\n").encode())
+    with open_text(path) as stream:
+        assert stream.readline() == "timestamp, power.draw [W]\n"
+
+
+def test_lines_that_end_in_a_lone_cr_are_lines(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes((LINE + "\r" + OTHER + "\r").encode())
+    run = profiler.load(path)
+    assert run.warnings == [] and sorted(run.spans["span_id"]) == ["cd" * 8, "ef" * 8]
+
+
+def test_a_broken_line_among_lone_cr_lines_names_its_line(tmp_path: Path) -> None:
+    # The same line and column as the same file with LF line ends.
+    messages = []
+    for end in ("\r", "\n"):
+        path = tmp_path / "spans.jsonl"
+        path.write_bytes(end.join([LINE, '{"resourceSpans": [,]}', OTHER, ""]).encode())
+        with pytest.raises(TraceFormatError) as err:
+            profiler.load(path)
+        messages.append(_one_line(err))
+    assert messages[0] == messages[1]
+    assert messages[0].endswith(":2: invalid JSON (Expecting value at column 20)")
+
+
+def test_a_broken_pretty_value_with_lone_cr_lines_names_its_line(tmp_path: Path) -> None:
+    good = json.dumps(json.loads(LINE), indent=2)
+    bad = good.replace('"name": "GET /",', '"name": "GET /"')
+    broken_line = next(i for i, line in enumerate(bad.splitlines(), 1) if '"GET /"' in line) + 1
+    path = tmp_path / "spans.json"
+    path.write_bytes((good + "\n" + bad + "\n" + good + "\n").replace("\n", "\r").encode())
+    with pytest.raises(TraceFormatError) as err:
+        profiler.load(path)
+    assert f":{len(good.splitlines()) + broken_line}:" in _one_line(err)
+
+
+def test_a_last_lone_cr_line_cut_short_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes((LINE + "\r" + OTHER[:50]).encode())
+    run = profiler.load(path)
+    assert len(run.spans) == 1
+    assert any(":2: last line is incomplete" in w for w in run.warnings)
