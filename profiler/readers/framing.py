@@ -109,8 +109,9 @@ def _iter_values(
             declined = fast_misses >= 0
         text = data.decode("utf-8", "replace")
         for piece, line in enumerate(_split_at_lone_cr(text)):
-            line_no += piece and 1
-            where[0] = line_no
+            if piece:  # the lines after a lone CR
+                line_no += 1
+                where[0] = line_no
             if not pending:
                 stripped = line.strip()
                 if not stripped:
