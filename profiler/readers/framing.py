@@ -29,7 +29,7 @@ _loads = json.loads
 #: them out of io's default 8 kB reads costs about four times the CPU time.
 _READ_BUFFER_BYTES = 1 << 20
 #: After a CR that no LF follows: where such a file's lines end.
-_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
 
 
 def open_text(path: Path) -> IO[str]:
@@ -92,11 +92,9 @@ def _iter_values(
     fast_misses = 0
     pending: list[str] = []  # lines of a value that spans several lines
     pending_start = 0
-    for data in stream:
+    for data in _lines(stream):
         line_no += 1
         where[0] = line_no
-        if line_no == 1 and data.startswith(codecs.BOM_UTF8):
-            data = data[len(codecs.BOM_UTF8):]  # Windows editors and PowerShell write one
         if progress is not None and line_no % 1024 == 0:
             progress()
         declined = False
@@ -107,42 +105,37 @@ def _iter_values(
                 fast_misses = -1  # it takes this file's lines: keep trying it
                 continue
             declined = fast_misses >= 0
-        text = data.decode("utf-8", "replace")
-        for piece, line in enumerate(_split_at_lone_cr(text)):
-            if piece:  # the lines after a lone CR
-                line_no += 1
-                where[0] = line_no
-            if not pending:
-                stripped = line.strip()
-                if not stripped:
-                    continue
-                if declined:  # a line with something on it that the fast decoder did not take
-                    declined = False
-                    fast_misses += 1
-                    if fast_misses >= _FAST_TRIES:
-                        fast = None
-                try:
-                    yield line_no, _loads(stripped)
-                    continue
-                except json.JSONDecodeError:
-                    if stripped[0] not in "{[":
-                        raise TraceFormatError(
-                            f"{path}:{line_no}: expected a JSON object or array (a trace), found "
-                            f"{_preview(stripped)}") from None
-                    pending_start = line_no
-            elif line[:1] in "{[" and len(pending) > 1:
-                # A value starts in column 0 while another is still open: if what is open is already
-                # broken (not merely unfinished), say where now rather than at the end of the file.
-                _raise_if_broken(path, pending_start, "".join(pending))
-            pending.append(line)
-            # A multi-line value: decode what has accumulated only when this line could close it
-            # (a one-line value, or a closing brace in column 0 as pretty-printers write it).
-            if (len(pending) == 1 or line[:1] in "}]") and line.rstrip().endswith(("}", "]")):
-                values = _decode_all("".join(pending))
-                if values is not None:
-                    for value in values:
-                        yield pending_start, value
-                    pending = []
+        line = data.decode("utf-8", "replace")
+        if not pending:
+            stripped = line.strip()
+            if not stripped:
+                continue
+            if declined:  # a line with something on it that the fast decoder did not take
+                fast_misses += 1
+                if fast_misses >= _FAST_TRIES:
+                    fast = None
+            try:
+                yield line_no, _loads(stripped)
+                continue
+            except json.JSONDecodeError:
+                if stripped[0] not in "{[":
+                    raise TraceFormatError(
+                        f"{path}:{line_no}: expected a JSON object or array (a trace), found "
+                        f"{_preview(stripped)}") from None
+                pending_start = line_no
+        elif line[:1] in "{[" and len(pending) > 1:
+            # A value starts in column 0 while another is still open: if what is open is already
+            # broken (not merely unfinished), say where now rather than at the end of the file.
+            _raise_if_broken(path, pending_start, "".join(pending))
+        pending.append(line)
+        # A multi-line value: decode what has accumulated only when this line could close it
+        # (a one-line value, or a closing brace in column 0 as pretty-printers write it).
+        if (len(pending) == 1 or line[:1] in "}]") and line.rstrip().endswith(("}", "]")):
+            values = _decode_all("".join(pending))
+            if values is not None:
+                for value in values:
+                    yield pending_start, value
+                pending = []
     if progress is not None:
         progress()
     if pending:
@@ -161,13 +154,21 @@ def _iter_values(
             yield pending_start, value
 
 
-def _split_at_lone_cr(text: str) -> list[str] | tuple[str]:
-    """A line as the file's line breaks cut it: a CR not followed by LF (old Mac OS files) ends a
-    line too. JSON cannot hold a raw CR inside a string, so a cut there never splits a value."""
-    crs = text.count("\r")
-    if crs == 0 or (crs == 1 and text.endswith("\r\n")):
-        return (text,)
-    return _LONE_CR.split(text)
+def _lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The file's lines as its line breaks cut them, each with its break: LF, CRLF, or a CR that no
+    LF follows (old Mac OS files; JSON cannot hold a raw CR inside a string, so a cut there never
+    splits a value). A UTF-8 byte-order mark before the first is dropped: Windows editors and
+    PowerShell write one."""
+    first = True
+    for data in stream:
+        if first:
+            first = False
+            data = data.removeprefix(codecs.BOM_UTF8)
+        cr = data.find(b"\r")
+        if cr < 0 or (cr == len(data) - 2 and data[-1:] == b"\n"):
+            yield data
+        else:
+            yield from filter(None, _LONE_CR.split(data))
 
 
 def _decode_all(text: str) -> list[Any] | None:
