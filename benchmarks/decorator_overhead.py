@@ -215,9 +215,8 @@ def run_config(config: str, steps: int, is_async: bool, workdir: Path) -> dict[s
         import openlit
 
         exporter = CountingExporter()
-        from opentelemetry.sdk.trace import TracerProvider
-
         from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
 
         provider = TracerProvider()
         provider.add_span_processor(unbounded_batch_processor(exporter))

@@ -14,7 +14,7 @@ of microseconds, up to 50-100 ms for process lists), so on real GPUs the NVML sh
 the Python share the same. The slow fields (utilization, process list, clocks, temperature) are
 read every 10th tick.
 
-A second table prices the energy counter's startup check (`profiler.counter_probe`: reads every
+A second table prices the energy counter's startup check (`profiler.gpu.counter_probe`: reads every
 10 ms for its first 1.1 s): `start()`'s wall time, the sampler thread's CPU time over its first
 1.4 s with the check and without it (alternating, median of the pairs' difference) and the check's
 own CPU time as it records it, and a busy loop timed over the check's window.
@@ -37,10 +37,10 @@ from types import ModuleType
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from profiler.counter_probe import PROBE_S  # noqa: E402
-from profiler.nvml import NvmlBackend  # noqa: E402
-from profiler.readers.samples import SAMPLES_FILE, read_samples  # noqa: E402
-from profiler.sampler import GpuSampler  # noqa: E402
+from profiler.gpu.counter_probe import PROBE_S  # noqa: E402
+from profiler.gpu.nvml import NvmlBackend  # noqa: E402
+from profiler.gpu.sampler import GpuSampler  # noqa: E402
+from profiler.gpu.samples_file import SAMPLES_FILE, read_samples  # noqa: E402
 
 INTERVAL_S = 0.1
 

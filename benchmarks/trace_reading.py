@@ -178,7 +178,7 @@ def _stage_pipeline(path: Path, profile: str | None, huge_pages: bool) -> dict:
     import pstats
 
     import profiler
-    from profiler.huge_pages import skip_numpy_huge_page_advice
+    from profiler.cli.huge_pages import skip_numpy_huge_page_advice
     from reports import render_encoded
 
     if not huge_pages:

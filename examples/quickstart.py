@@ -22,8 +22,9 @@ from opentelemetry import trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import profiler  # noqa: E402
 from stand_in_model import StandInModel  # noqa: E402
+
+import profiler  # noqa: E402
 
 TOOLS = ["web_search", "read_page", "calculator"]
 SYSTEM = "You are a research assistant. Use the tools to answer, then summarise with numbers."

@@ -4,7 +4,5 @@ who own a `TracerProvider` (adding `SessionSpanProcessor(run_dir=...)` is all it
 from instrumentation.decorators import agent, llm, record_usage, step, tool
 from instrumentation.exporter import RunDirExporter
 from instrumentation.processor import SessionSpanProcessor
-from instrumentation._session import Session, session
 
-__all__ = ["RunDirExporter", "Session", "SessionSpanProcessor", "agent", "llm", "record_usage", "session", "step",
-           "tool"]
+__all__ = ["RunDirExporter", "SessionSpanProcessor", "agent", "llm", "record_usage", "step", "tool"]

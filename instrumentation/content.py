@@ -14,8 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from instrumentation import _context
-from profiler import semconv
+from instrumentation import _state, semconv
 
 MAX_CHARS = 16_384
 Redactor = Callable[[str, str], "str | None"]
@@ -35,7 +34,7 @@ env_opt_in()
 def capture_enabled() -> tuple[bool, Redactor | None]:
     """(capture?, redactor) for a call ending now. The environment is read at import and whenever a
     session opens, not on every call."""
-    session = _context.current_session()
+    session = _state.current_session()
     if session is not None and session.capture_content is not None:
         return session.capture_content, session.redact
     return _env_opt_in, session.redact if session is not None else None

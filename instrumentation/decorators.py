@@ -11,7 +11,6 @@ exception from the profiler itself ever reaches the caller.
 from __future__ import annotations
 
 import functools
-import sys
 import inspect
 import logging
 from collections.abc import Callable, Mapping
@@ -22,31 +21,15 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from instrumentation import _context
+from instrumentation import _state, _tracer, semconv
+from instrumentation._state import counters
 from instrumentation.content import capture_enabled, content_attributes
 from instrumentation.usage import Usage, extract_usage
-from profiler import semconv
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _Counters:
-    """Profiler-side failures swallowed so the agent kept running (reported in run.json)."""
-
-    def __init__(self) -> None:
-        self.internal_errors = 0
-        self.last_error: str | None = None
-
-    def note(self) -> None:
-        """Count the exception being handled and keep its description."""
-        self.internal_errors += 1
-        error = sys.exc_info()[1]
-        if error is not None:
-            self.last_error = f"{type(error).__name__}: {error}"[:300]
-
-
-counters = _Counters()
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +71,8 @@ def _spec(operation: str, name: str | None, fallback: str, model: str | None, pr
 def _begin(tracer: trace.Tracer, spec: _Spec) -> tuple[trace.Span | None, object]:
     try:
         parent = None
-        if _context.ambient_parent is not None and not trace.get_current_span().get_span_context().is_valid:
-            parent = _context.ambient_parent  # a root step of a child process: under its session's span
+        if _state.ambient_parent is not None and not trace.get_current_span().get_span_context().is_valid:
+            parent = _state.ambient_parent  # a root step of a child process: under its session's span
         span = tracer.start_span(spec.span_name, context=parent, kind=spec.span_kind, attributes=spec.attributes)
         return span, otel_context.attach(trace.set_span_in_context(span))
     except Exception:  # noqa: BLE001
@@ -163,7 +146,7 @@ def _wrap(func: F, spec: _Spec) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = _context.tracer()
+        tracer = _tracer.tracer()
         if tracer is None:
             return func(*args, **kwargs)
         span, token = _begin(tracer, spec)
@@ -181,7 +164,7 @@ def _wrap(func: F, spec: _Spec) -> F:
 def _wrap_coroutine(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = _context.tracer()
+        tracer = _tracer.tracer()
         if tracer is None:
             return await func(*args, **kwargs)
         span, token = _begin(tracer, spec)
@@ -201,7 +184,7 @@ def _wrap_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
     # while the generator's own code runs, never in the caller between items.
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = _context.tracer()
+        tracer = _tracer.tracer()
         if tracer is None:
             return (yield from func(*args, **kwargs))
         span, token = _begin(tracer, spec)
@@ -243,7 +226,7 @@ def _wrap_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
 def _wrap_async_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        tracer = _context.tracer()
+        tracer = _tracer.tracer()
         generator = func(*args, **kwargs)
         span, token = _begin(tracer, spec) if tracer is not None else (None, None)
         _detach(token)
@@ -316,7 +299,7 @@ class _Step:
         return _wrap(func, self._spec)
 
     def __enter__(self) -> StepScope:
-        tracer = _context.tracer()
+        tracer = _tracer.tracer()
         span, token = _begin(tracer, self._spec) if tracer is not None else (None, None)
         self._open.append((span, token))
         return StepScope(span)

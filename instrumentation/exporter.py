@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from instrumentation.otlp_json import encode_traces_data
-from profiler.run_dir import SPANS_FILE, create_run_dir
+from instrumentation.run_dir import SPANS_FILE, create_run_dir
 
 logger = logging.getLogger(__name__)
 

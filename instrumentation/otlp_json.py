@@ -10,7 +10,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 
-from profiler.semconv import PROCESS_PID
+from instrumentation.semconv import PROCESS_PID
 
 # Python's SpanKind starts at INTERNAL=0; OTLP's enum starts at UNSPECIFIED=0, INTERNAL=1.
 _KIND_OFFSET = 1

@@ -18,9 +18,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from instrumentation import _context
+from instrumentation import _state, semconv
 from instrumentation.exporter import RunDirExporter
-from profiler import semconv
 
 logger = logging.getLogger(__name__)
 THREAD_NAME = "sessionprof-exporter"
@@ -69,8 +68,8 @@ class SessionSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         """Stamp the span with the active session's conversation id, unless it has one."""
         try:
-            session = _context.current_session()
-            session_id = session.session_id if session is not None else _context.ambient_session_id
+            session = _state.current_session()
+            session_id = session.session_id if session is not None else _state.ambient_session_id
             if session_id is not None and not (span.attributes or {}).get(semconv.CONVERSATION_ID):
                 span.set_attribute(semconv.CONVERSATION_ID, session_id)
         except Exception:  # noqa: BLE001 - never raise into the agent

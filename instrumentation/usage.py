@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from profiler import semconv
+from instrumentation import semconv
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,35 +8,51 @@
     with profiler.session("demo") as run:
         agent_loop()
     print(run.report())
+
+Importing `profiler` and using its decorators loads OpenTelemetry only; the names that need pandas
+(`load`, `attribute`, `Ledger`, ...) are imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from profiler.attribution import attribute
+from instrumentation import agent, llm, record_usage, step, tool
 from profiler.errors import ConfigError, GpuReadError, GpuUnavailableError, ProfilerError, TraceFormatError
-from profiler.ledger import Ledger
-from profiler.loading import load
-from profiler.model import Run
-from profiler.pricing import Prices, load_prices
+
+if TYPE_CHECKING:
+    from profiler.attribution.engine import attribute
+    from profiler.attribution.ledger import Ledger
+    from profiler.capture.session import Session, session
+    from profiler.model import Run
+    from profiler.pricing.prices import Prices, load_prices
+    from profiler.traces.load import load
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-# Handed on from `instrumentation` lazily, so importing `instrumentation` first never meets a
-# half-initialised `profiler`.
-_FROM_INSTRUMENTATION = ("agent", "tool", "llm", "step", "record_usage", "session", "Session")
+#: Public names handed on lazily, and the module each lives in.
+_LAZY = {
+    "attribute": "profiler.attribution.engine",
+    "Ledger": "profiler.attribution.ledger",
+    "session": "profiler.capture.session",
+    "Session": "profiler.capture.session",
+    "Run": "profiler.model",
+    "Prices": "profiler.pricing.prices",
+    "load_prices": "profiler.pricing.prices",
+    "load": "profiler.traces.load",
+}
 
 __all__ = ["ConfigError", "GpuReadError", "GpuUnavailableError", "Ledger", "Prices", "ProfilerError", "Run",
-           "TraceFormatError", "attribute", "load", "load_prices", *_FROM_INSTRUMENTATION]
+           "Session", "TraceFormatError", "agent", "attribute", "llm", "load", "load_prices", "record_usage",
+           "session", "step", "tool"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FROM_INSTRUMENTATION:
-        import instrumentation
-
-        value = getattr(instrumentation, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'profiler' has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'profiler' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -86,6 +86,11 @@ def parse_pid_memory(cell: Any, proc_mem_bytes: float = math.nan) -> dict[int, f
     return by_pid
 
 
+#: The kinds of the rows the engine adds: a session's own row (its overhead) and GPU time outside
+#: every session.
+SESSION_KIND = "session"
+UNATTRIBUTED_KIND = "unattributed"
+
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
 #: Operation names whose usage is a bill of their own (see genai-attributes.md).

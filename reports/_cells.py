@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 
 NOT_MEASURED = "—"
 

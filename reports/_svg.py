@@ -1,6 +1,6 @@
 """SVG drawn in Python for the HTML report: the timeline waterfall with GPU lanes, and turn charts.
 
-Geometry only; every figure comes from the ledger or `profiler.insights`. Every string from a trace
+Geometry only; every figure comes from the ledger or `profiler.analysis.insights`. Every string from a trace
 goes through `esc`.
 """
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 
 
 def render_csv(ledger: Ledger, *, by: str = "step", top: int | None = None) -> str:

@@ -1,4 +1,4 @@
-"""`sessionprof diff`: two runs side by side, step by step (figures from `profiler.diff`)."""
+"""`sessionprof diff`: two runs side by side, step by step (figures from `profiler.analysis.diff`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from profiler.diff import Diff
-from profiler.ledger import _json_tree
+from profiler.analysis.diff import Diff
+from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, usd
 
 FORMATS = ("table", "markdown", "json")

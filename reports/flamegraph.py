@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 
-from profiler import insights
-from profiler.ledger import Ledger
+from profiler.analysis import insights
+from profiler.attribution.ledger import Ledger
 
 #: Folded stacks carry integer counts, so weights are scaled to these units.
 FOLDED_SCALE = {"usd": (1e6, "micro-USD"), "joules": (1e3, "mJ"), "gib_s": (1024.0, "MiB*s")}

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from profiler import insights
-from profiler.ledger import Ledger
-from profiler.tree import SESSION_KIND, UNATTRIBUTED_KIND
+from profiler.analysis import insights
+from profiler.attribution.ledger import Ledger
+from profiler.model import SESSION_KIND, UNATTRIBUTED_KIND
 from reports import _svg
 from reports._cells import NOT_MEASURED, api_cell, missing, notes, number, step_label, tokens, usd
 from reports._html_assets import CONTENT_SECURITY_POLICY, CSS, JS_HEAD

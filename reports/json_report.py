@@ -17,8 +17,8 @@ import msgspec
 import numpy as np
 import pandas as pd
 
+from profiler.attribution.ledger import Ledger, _json_tree, _json_value
 from profiler.gc_pause import gc_paused
-from profiler.ledger import Ledger, _json_tree, _json_value
 
 _CHUNK = 20_000  # rows made into Python values at a time: each column's cost is paid once a chunk
 _PIECE = 128  # rows encoded into one piece (about 200 kB), not a chunk's 30 MB held as bytes, text and output

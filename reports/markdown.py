@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 from reports._cells import api_cell, notes, number, step_label, tokens, usd
 
 _HEADER = ("Step", "Kind", "Wall s", "In tok", "Out tok", "API $", "GPU J", "GiB·s", "Idle GiB·s", "Peak GiB",

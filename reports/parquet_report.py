@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import io
 
+from profiler.attribution.ledger import Ledger
 from profiler.errors import ProfilerError
-from profiler.ledger import Ledger
 
 INSTALL_HINT = "Parquet output needs pyarrow: pip install pyarrow"
 

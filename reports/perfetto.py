@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from profiler import insights
-from profiler.ledger import Ledger, _json_tree, _json_value
-from profiler.tree import SESSION_KIND, UNATTRIBUTED_KIND
+from profiler.analysis import insights
+from profiler.attribution.ledger import Ledger, _json_tree, _json_value
+from profiler.model import SESSION_KIND, UNATTRIBUTED_KIND
 
 GPU_PID_BASE = 1000
 _ARG_COLUMNS = ("kind", "model", "provider", "tool_name", "status", "error_type", "span_id", "parent_span_id",

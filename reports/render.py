@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 
 FORMATS = ("table", "json", "csv", "markdown", "html", "perfetto", "speedscope", "folded", "parquet")
 #: Formats whose output is bytes, not text.

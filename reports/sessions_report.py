@@ -11,7 +11,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from profiler.ledger import _json_tree
+from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, number, tokens, usd
 
 FORMATS = ("table", "json", "csv", "markdown")
@@ -21,7 +21,7 @@ _HEADER = ("Session", "Start (UTC)", "Wall s", "Steps", "Model calls", "Tools", 
 
 def render_sessions(sessions: pd.DataFrame, format: str = "table", *, source: str = "",
                     width: int | None = None) -> str:
-    """Render `profiler.sessions.session_summaries()` as `table`, `json`, `csv` or `markdown`."""
+    """Render `profiler.analysis.sessions.session_summaries()` as `table`, `json`, `csv` or `markdown`."""
     if format == "json":
         return json.dumps({"source": source, "sessions": _json_tree(sessions.to_dict("records"))}, indent=2,
                           default=str) + "\n"

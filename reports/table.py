@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 from reports._cells import api_cell, notes, number, step_label, tokens, usd
 
 MAX_TREE_ROWS = 200

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from profiler.ledger import _json_tree
-from profiler.whatif import WhatIf
+from profiler.analysis.whatif import WhatIf
+from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, number, tokens, usd
 
 FORMATS = ("table", "markdown", "json")

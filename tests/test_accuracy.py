@@ -32,12 +32,12 @@ import pandas as pd
 import pytest
 
 import profiler
-from profiler.energy import AVERAGE_WINDOW_S, INSTANT_WINDOW, power_curve
+from instrumentation.run_dir import write_meta
+from profiler.energy.curves import AVERAGE_WINDOW_S, INSTANT_WINDOW, power_curve
+from profiler.gpu.nvml import NvmlBackend
+from profiler.gpu.sampler import Clock, GpuSampler
+from profiler.gpu.samples_file import SAMPLES_FILE
 from profiler.model import SPAN_COLUMNS, frame_from_rows
-from profiler.nvml import NvmlBackend
-from profiler.readers.samples import SAMPLES_FILE
-from profiler.run_dir import write_meta
-from profiler.sampler import Clock, GpuSampler
 from tests.nvml_sim import build  # noqa: E402 - one compiled library per test session
 
 UPDATE_S = 0.1

@@ -11,14 +11,20 @@ import numpy as np
 import pytest
 
 import profiler
-from profiler.counter_probe import PROBE_INTERVAL_S, PROBE_S
+from profiler.energy.sensor_checks import (
+    MAX_UPDATE_PERIOD_S,
+    PROBE_TOLERANCE,
+    GpuSensor,
+    gpu_sensors,
+    judge_counter,
+)
+from profiler.energy.update_grid import change_period
 from profiler.errors import GpuUnavailableError
+from profiler.gpu.counter_probe import PROBE_INTERVAL_S, PROBE_S
+from profiler.gpu.nvml import NvmlBackend
+from profiler.gpu.sampler import GpuSampler
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, frame_from_rows
-from profiler.nvml import NvmlBackend
-from profiler.sampler import GpuSampler
-from profiler.sensor_checks import MAX_UPDATE_PERIOD_S, PROBE_TOLERANCE, GpuSensor, gpu_sensors, judge_counter
 from profiler.testing import FakeGpuBackend
-from profiler.update_grid import change_period
 from tests.nvml_sim import build  # noqa: E402 - one compiled library per test session
 
 BASE_NS = 1_700_000_000_000_000_000

@@ -19,10 +19,10 @@ import pytest
 
 import profiler
 from profiler.errors import GpuReadError, GpuUnavailableError
-from profiler.gpu import CAPABILITIES, GpuBackend, GpuInfo
-from profiler.nvml import NvmlBackend, probe_gpus
-from profiler.readers.samples import read_samples
-from profiler.sampler import GpuSampler
+from profiler.gpu.backend import CAPABILITIES, GpuBackend, GpuInfo
+from profiler.gpu.nvml import NvmlBackend, probe_gpus
+from profiler.gpu.sampler import GpuSampler
+from profiler.gpu.samples_file import read_samples
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -571,7 +571,7 @@ def test_probe_gpus_through_ld_library_path(sim_lib: Path, tmp_path: Path) -> No
     env = {**os.environ, "LD_LIBRARY_PATH": str(sim_lib.parent), "NVML_SIM_SCENARIO": str(scenario),
            "PYTHONPATH": str(REPO)}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    code = ("import json, sys; from profiler.nvml import probe_gpus; d, r = probe_gpus(); "
+    code = ("import json, sys; from profiler.gpu.nvml import probe_gpus; d, r = probe_gpus(); "
             "print(json.dumps([[i.to_json() for i in d], r]))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                          timeout=60)
@@ -581,6 +581,6 @@ def test_probe_gpus_through_ld_library_path(sim_lib: Path, tmp_path: Path) -> No
 
 
 def test_importing_the_package_does_not_import_pynvml() -> None:
-    code = "import sys, profiler.gpu, profiler.nvml; assert 'pynvml' not in sys.modules, 'pynvml imported'"
+    code = "import sys, profiler.gpu.backend, profiler.gpu.nvml; assert 'pynvml' not in sys.modules, 'pynvml imported'"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
                    check=True, timeout=60)

@@ -10,11 +10,8 @@ import pandas as pd
 import pytest
 
 import profiler
-from profiler.energy import counter_curve, power_curve
-from profiler.gpu import CAPABILITIES, GpuInfo, GpuReading
-from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, frame_from_rows
-from profiler.sampler import MAX_SLOW_PERIOD_S, GpuSampler, tick_offset
-from profiler.sensor_checks import (
+from profiler.energy.curves import counter_curve, power_curve
+from profiler.energy.sensor_checks import (
     CHECK_TOLERANCE,
     FALLBACK_PERCENTILE,
     GpuSensor,
@@ -23,8 +20,11 @@ from profiler.sensor_checks import (
     power_vs_counter,
     work_intervals,
 )
-from profiler.timeline import build_timelines
-from profiler.update_grid import locate_updates
+from profiler.energy.timeline import build_timelines
+from profiler.energy.update_grid import locate_updates
+from profiler.gpu.backend import CAPABILITIES, GpuInfo, GpuReading
+from profiler.gpu.sampler import MAX_SLOW_PERIOD_S, GpuSampler, tick_offset
+from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, frame_from_rows
 
 BASE_NS = 1_700_000_000_000_000_000
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from profiler.cli import app
+from profiler.cli.app import app
 from profiler.model import SAMPLE_COLUMNS, format_pid_memory
 
 BASE_NS = 1_760_000_000_000_000_000

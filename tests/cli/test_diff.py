@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import profiler
-from profiler.diff import diff_ledgers, only_changed, top_changes
+from profiler.analysis.diff import diff_ledgers, only_changed, top_changes
 
 from .helpers import agent_session, invoke, write_samples, write_trace
 

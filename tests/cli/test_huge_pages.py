@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from numpy._core import multiarray
 
-from profiler import huge_pages
-from profiler.huge_pages import skip_numpy_huge_page_advice
+from profiler.cli import huge_pages
+from profiler.cli.huge_pages import skip_numpy_huge_page_advice
 
 from .helpers import agent_session, write_trace
 
@@ -53,7 +53,7 @@ from numpy._core import multiarray
 multiarray._set_madvise_hugepage(True)
 if sys.argv[1] == "command":
     from typer.testing import CliRunner
-    from profiler.cli import app
+    from profiler.cli.app import app
     result = CliRunner().invoke(app, ["report", sys.argv[2], "--format", "json"])
     assert result.exit_code == 0, result.output
 else:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import profiler
-from profiler.sessions import parse_time, resolve_sessions, select, session_summaries
+from profiler.analysis.sessions import parse_time, resolve_sessions, select, session_summaries
 
 from .helpers import BASE_NS, S, agent_session, invoke, write_trace
 

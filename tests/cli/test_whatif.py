@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import profiler
+from profiler.analysis.whatif import check_model, what_if
 from profiler.errors import ConfigError
-from profiler.pricing import Prices
-from profiler.whatif import check_model, what_if
+from profiler.pricing.prices import Prices
 
 from .helpers import agent_session, chat, invoke, otlp_span, write_samples, write_trace
 

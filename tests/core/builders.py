@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from profiler.energy.timeline import GIB
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame, format_pid_memory
-from profiler.timeline import GIB
 
 BASE_NS = 1_700_000_000_000_000_000
 """14 Nov 2023, 22:13:20 UTC: every builder time is seconds after this instant."""
@@ -248,7 +248,7 @@ def value(ledger: Any, span_id: str, column: str) -> float:
 
 def device_totals(samples: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Each GPU's measured total of every quantity, from the timeline the engine builds."""
-    from profiler.timeline import build_timelines
+    from profiler.energy.timeline import build_timelines
 
     return {line.gpu: {q: line.total(q) for q in line.curves} for line in build_timelines(samples)}
 

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from profiler import attribute
-from profiler.ledger import INCLUSIVE_COLUMNS
+from profiler.attribution.ledger import INCLUSIVE_COLUMNS
+from profiler.energy.timeline import GIB, QUANTITIES
 from profiler.model import format_pid_memory
-from profiler.pricing import Prices
-from profiler.timeline import GIB, QUANTITIES
+from profiler.pricing.prices import Prices
 
 from .builders import (
     assert_inclusive_is_self_plus_descendants,

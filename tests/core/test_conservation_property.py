@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from profiler import attribute
-from profiler.attribution import POLICIES
+from profiler.attribution.engine import POLICIES
+from profiler.energy.sensor_checks import work_intervals
+from profiler.energy.timeline import GIB, QUANTITIES, build_timelines
 from profiler.model import Run
-from profiler.pricing import ApiPricer
-from profiler.sensor_checks import work_intervals
-from profiler.timeline import GIB, QUANTITIES, build_timelines
+from profiler.pricing.api import ApiPricer
 
 from .builders import (
     assert_inclusive_is_self_plus_descendants,

@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from profiler import genai
-from profiler.billing import mark_billable
+from profiler.attribution.billing import mark_billable
 from profiler.model import SPAN_COLUMNS
-from profiler.span_table import span_row
+from profiler.traces import genai
+from profiler.traces.span_table import span_row
 
 from .builders import chat, span, spans_frame
 

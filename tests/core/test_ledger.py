@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from profiler import attribute, semconv
+from instrumentation import semconv
+from profiler import attribute
 from profiler.model import SPAN_COLUMNS, conform, empty_frame
 
 from .builders import chat, make_run, row, span

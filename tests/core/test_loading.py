@@ -14,11 +14,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from instrumentation.otlp_json import encode_traces_data
+from instrumentation.run_dir import META_FILE, SPANS_FILE
 from profiler import attribute, load
 from profiler.errors import TraceFormatError
+from profiler.gpu.samples_file import SamplesWriter
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS
-from profiler.readers.samples import SamplesWriter
-from profiler.run_dir import META_FILE, SPANS_FILE
 
 from .builders import BASE_NS, ns, otlp_document, otlp_span, steady_gpu
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from profiler import attribute
 from profiler.arrays import range_max
-from profiler.timeline import GIB
+from profiler.energy.timeline import GIB
 
 from .builders import chat, concat_samples, make_run, samples_frame, span, value
 

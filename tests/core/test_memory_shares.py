@@ -9,7 +9,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiler.memory_shares import PidMemory, memory_shares, pid_memory_by_gpu, resolve_pids
+from profiler.attribution.memory_shares import PidMemory, memory_shares, pid_memory_by_gpu, resolve_pids
 from profiler.model import SAMPLE_COLUMNS, conform, format_pid_memory, parse_pid_memory
 
 from .builders import samples_frame, span, spans_frame

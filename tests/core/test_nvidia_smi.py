@@ -13,7 +13,7 @@ import pytest
 
 from profiler import attribute, load
 from profiler.errors import ConfigError, TraceFormatError
-from profiler.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
+from profiler.traces.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
 
 from .builders import BASE_NS, S, ns, otlp_document, otlp_span
 
@@ -128,7 +128,7 @@ def test_an_empty_csv_is_an_error(tmp_path: Path) -> None:
 
 
 def test_our_own_samples_file_is_not_taken_for_nvidia_smi(tmp_path: Path) -> None:
-    from profiler.readers.samples import HEADER as SAMPLES_HEADER
+    from profiler.gpu.samples_file import HEADER as SAMPLES_HEADER
 
     assert not looks_like_nvidia_smi(write(tmp_path, SAMPLES_HEADER + f"{BASE_NS},GPU-0,1,1,1,,1\n"))
 

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 from profiler.errors import ConfigError
-from profiler.pricing import (
+from profiler.pricing.api import ApiPricer, _LinearPrice
+from profiler.pricing.prices import (
     CARBON_G_PER_KWH_BY_REGION,
     DEFAULT_GPU_USD_PER_HOUR,
     DEFAULT_SOURCES,
-    ApiPricer,
     Prices,
-    _LinearPrice,
     load_prices,
     with_overrides,
 )

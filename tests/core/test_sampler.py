@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from profiler import host
 from profiler.errors import GpuUnavailableError
-from profiler.gpu import NullBackend
+from profiler.gpu import host
+from profiler.gpu.backend import NullBackend
+from profiler.gpu.replay import ReplayBackend
+from profiler.gpu.sampler import THREAD_NAME, GpuSampler
+from profiler.gpu.samples_file import read_samples
 from profiler.model import parse_pid_memory
-from profiler.readers.samples import read_samples
-from profiler.sampler import THREAD_NAME, GpuSampler
-from profiler.testing import FakeGpuBackend, ReplayBackend
+from profiler.testing import FakeGpuBackend
 
 from .builders import BASE_NS
 

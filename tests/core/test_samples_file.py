@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from profiler.errors import TraceFormatError
+from profiler.gpu.samples_file import HEADER, SamplesWriter, read_samples
 from profiler.model import SAMPLE_COLUMNS, format_pid_memory, parse_pid_memory
-from profiler.readers.samples import HEADER, SamplesWriter, read_samples
 
 from .builders import BASE_NS
 

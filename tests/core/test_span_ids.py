@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from profiler import tree
-from profiler.loading import _dedupe
-from profiler.span_ids import all_distinct, hex_span_ids, positions_of
-from profiler.tree import parent_positions
+from profiler.attribution import tree
+from profiler.attribution.tree import parent_positions
+from profiler.traces.load import _dedupe
+from profiler.traces.span_ids import all_distinct, hex_span_ids, positions_of
 
 from .builders import span, spans_frame
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from profiler.timeline import GIB, QUANTITIES, build_timelines
+from profiler.energy.timeline import GIB, QUANTITIES, build_timelines
 
 from .builders import BASE_NS, concat_samples, ns, samples_frame
 

@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from profiler.arrays import unique_sorted
-from profiler.tree import (
-    SESSION_KIND,
+from profiler.attribution.tree import (
     add_session_rows,
     depths,
     leaf_ranges,
@@ -21,6 +20,7 @@ from profiler.tree import (
     subtree_sums,
     subtree_sums_of,
 )
+from profiler.model import SESSION_KIND
 
 from .builders import ns, span, spans_frame
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import profiler
-from instrumentation.decorators import counters
+from instrumentation._state import counters
 
 
 def spans_of(run_dir: Path) -> list[dict[str, Any]]:

@@ -82,7 +82,7 @@ def test_run_directory_is_private(tmp_path: Path) -> None:
 
 
 def test_no_gpu_is_one_notice_and_a_cpu_only_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import instrumentation._session as session_module
+    import profiler.capture.session as session_module
 
     session_module._notified = False
     for index in range(2):
@@ -97,7 +97,7 @@ def test_no_gpu_is_one_notice_and_a_cpu_only_run(tmp_path: Path, capsys: pytest.
 
 
 def test_gpu_nvml_fails_fast_without_a_gpu(tmp_path: Path) -> None:
-    from profiler.nvml import probe_gpus
+    from profiler.gpu.nvml import probe_gpus
 
     if probe_gpus()[0]:
         pytest.skip("this machine has a GPU")

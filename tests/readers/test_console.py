@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProces
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import profiler
-from profiler.readers.console import iso_to_ns, looks_like_console
+from profiler.traces.readers.console import iso_to_ns, looks_like_console
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 T = 1_772_398_038_000_000_000
@@ -106,7 +106,7 @@ def test_a_console_span_printed_twice_after_it_ended_is_one_span(tmp_path: Path)
 def test_a_json_array_of_console_spans_is_read(tmp_path: Path) -> None:
     import json
 
-    from profiler.readers.framing import iter_json_values
+    from profiler.traces.readers.framing import iter_json_values
 
     values = [v for _, v in iter_json_values(DATA / "console_exporter_maf_style.jsonl", lambda _: None)]
     path = tmp_path / "spans.json"

@@ -13,13 +13,13 @@ import pandas as pd
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
-from profiler import genai
-from profiler.billing import mark_billable
+from profiler.attribution.billing import mark_billable
+from profiler.attribution.tree import parent_positions
 from profiler.model import SPAN_COLUMNS, frame_from_rows
-from profiler.pricing import ApiPricer
-from profiler.readers import otlp, otlp_typed
-from profiler.span_table import SpanBatch, SpanRecord, span_columns, span_row
-from profiler.tree import parent_positions
+from profiler.pricing.api import ApiPricer
+from profiler.traces import genai
+from profiler.traces.readers import otlp, otlp_typed
+from profiler.traces.span_table import SpanBatch, SpanRecord, span_columns, span_row
 
 _KEYS = sorted(genai.ALIAS_RANK) + ["gen_ai.operation.name", "server.address", "other.key"]
 _VALUES = st.one_of(st.none(), st.just(""), st.just("unknown"), st.just(" gpt-4o "), st.just("openai"),

@@ -9,7 +9,7 @@ import pytest
 
 import profiler
 from profiler.errors import TraceFormatError
-from profiler.readers.jaeger import decode_tags, looks_like_jaeger
+from profiler.traces.readers.jaeger import decode_tags, looks_like_jaeger
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 DOWNLOAD = DATA / "jaeger_ui_download.json"

@@ -11,8 +11,8 @@ import pytest
 
 import profiler
 from profiler.errors import TraceFormatError
-from profiler.readers import otlp_typed
-from profiler.readers.framing import open_text
+from profiler.traces.readers import otlp_typed
+from profiler.traces.readers.framing import open_text
 
 LINE = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [
     {"traceId": "ab" * 16, "spanId": "cd" * 8, "name": "GET /", "startTimeUnixNano": "1760000000000000000",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import profiler
-from profiler.sessions import session_summaries
+from profiler.analysis.sessions import session_summaries
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "real-traces"
 if not REAL.is_dir():  # the sessions' shared folder sits beside the repository

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import profiler
 from profiler.errors import ConfigError, TraceFormatError
-from profiler.pricing import load_prices
+from profiler.pricing.prices import load_prices
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _dir = Path(tempfile.mkdtemp(prefix="sessionprof-fuzz-"))

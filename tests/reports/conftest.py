@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import profiler
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"

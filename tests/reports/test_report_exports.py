@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from profiler.cli import app
-from profiler.ledger import Ledger
-from profiler.tree import UNATTRIBUTED_KIND
+from profiler.attribution.ledger import Ledger
+from profiler.cli.app import app
+from profiler.model import UNATTRIBUTED_KIND
 from reports import render
 from reports.flamegraph import FOLDED_SCALE
 from reports.parquet_report import INSTALL_HINT, pyarrow_available

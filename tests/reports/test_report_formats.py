@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import profiler
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 from reports import render
 from reports._cells import notes
 from reports.parquet_report import pyarrow_available
@@ -108,7 +108,7 @@ def test_notes_say_how_well_the_counter_updates_were_located() -> None:
     assert not any("located to within" in n for n in notes(profiler.attribute(run)))
     # The same counter read on the sampler's dithered schedule: its updates are located, and the
     # spread they were located to is stated (and matches the figure in totals).
-    from profiler.sampler import tick_offset
+    from profiler.gpu.sampler import tick_offset
 
     start_ns = int(run.samples["t_ns"].iat[0])
     t_s = np.array([tick_offset(k, 0.1) for k in range(len(run.samples))])

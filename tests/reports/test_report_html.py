@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from profiler.ledger import Ledger
+from profiler.attribution.ledger import Ledger
 from reports import render
 from reports._cells import api_cell, number, tokens, usd
 from reports._html_assets import CONTENT_SECURITY_POLICY, JS_HEAD

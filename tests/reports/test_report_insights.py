@@ -1,4 +1,4 @@
-"""The figures `profiler.insights` derives for the reports, checked by hand on the golden run."""
+"""The figures `profiler.analysis.insights` derives for the reports, checked by hand on the golden run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from profiler import insights
-from profiler.ledger import Ledger
+from profiler.analysis import insights
+from profiler.attribution.ledger import Ledger
 
 
 def test_turns_and_context_resent(golden_ledger: Ledger) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from profiler.cli import _emit
+from profiler.cli.app import _emit
 from reports import json_report, render, render_encoded, render_parts
 
 

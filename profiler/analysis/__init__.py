@@ -1,0 +1,1 @@
+"""Figures derived from a ledger: insights, sessions, diff and what-if."""

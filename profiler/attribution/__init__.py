@@ -1,0 +1,1 @@
+"""Attribution: the engine, the step tree, billing, memory shares, peaks and the `Ledger`."""

@@ -1,0 +1,1 @@
+"""Recording a run: `profiler.session()` in process and `sessionprof run` around a child."""

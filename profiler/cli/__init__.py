@@ -1,0 +1,1 @@
+"""The `sessionprof` command line."""

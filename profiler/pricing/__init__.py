@@ -1,0 +1,1 @@
+"""Prices: factors and config (`Prices`) and API token prices (`ApiPricer`)."""

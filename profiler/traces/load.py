@@ -1,0 +1,271 @@
+"""`profiler.load()`: a run directory or any trace file in, a `Run` out."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from instrumentation.run_dir import META_FILE, SPANS_FILE
+from profiler.errors import TraceFormatError
+from profiler.gc_pause import gc_paused
+from profiler.gpu.samples_file import SAMPLES_FILE, read_samples
+from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
+from profiler.traces.readers import console, jaeger, otlp, otlp_typed
+from profiler.traces.readers.framing import iter_json_values
+from profiler.traces.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
+from profiler.traces.span_ids import all_distinct, hex_span_ids
+from profiler.traces.span_table import SpanBatch, SpanRecord, span_arrays
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes read, total bytes) while a large file loads."""
+
+
+def load(path: str | Path, gpu_samples: str | Path | None = None, *, tz: str | None = None,
+         progress: Progress | None = None) -> Run:
+    """Read a run directory, or a trace file written by us or another tool.
+
+    Args:
+        path: a run directory (`spans.jsonl`, `samples.csv`, `run.json`) or a trace file.
+        gpu_samples: GPU telemetry to join with the spans: our `samples.csv` or an nvidia-smi CSV.
+            Replaces the run directory's own samples when given.
+        tz: the time zone of an nvidia-smi CSV's timestamps (default: this machine's).
+        progress: called now and then with (bytes read, total bytes).
+
+    Raises:
+        TraceFormatError: the file is missing or cannot be read; the message names the place.
+    """
+    path = Path(path)
+    warnings: list[str] = []
+    if path.is_dir():
+        run = _load_run_dir(path, warnings, progress)
+    elif path.is_file():
+        spans, meta = read_trace_file(path, warnings, progress)
+        run = Run(spans=spans, samples=empty_frame(SAMPLE_COLUMNS), meta=meta, source=path, warnings=warnings)
+    else:
+        raise TraceFormatError(f"{path}: no such file or run directory")
+    if gpu_samples is not None:
+        run.samples = read_gpu_samples(Path(gpu_samples), warnings, tz, meta=run.meta)
+        run.meta["gpu_samples_source"] = str(gpu_samples)
+    for message in warnings:
+        logger.warning("%s", message)
+    return run
+
+
+def read_gpu_samples(path: Path, warnings: list[str], tz: str | None = None, *,
+                     meta: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Read GPU telemetry: our samples file or an nvidia-smi CSV (sniffed from its first line).
+    What the file says about its power readings goes into `meta` (see `read_nvidia_smi`)."""
+    if not path.is_file():
+        raise TraceFormatError(f"{path}: no such samples file")
+    if looks_like_nvidia_smi(path):
+        return read_nvidia_smi(path, warnings, tz, meta)
+    return read_samples(path, warnings)
+
+
+def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) -> Run:
+    meta: dict[str, Any] = {}
+    meta_path = path / META_FILE
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as err:
+            warnings.append(f"{meta_path}: unreadable ({err}); run metadata ignored")
+    spans_path = path / SPANS_FILE
+    if not spans_path.is_file() and not meta_path.is_file():
+        raise TraceFormatError(f"{path}: not a run directory (no {SPANS_FILE} or {META_FILE})")
+    if spans_path.is_file():
+        spans, trace_meta = read_trace_file(spans_path, warnings, progress)
+        meta.setdefault("unfinished_spans", trace_meta.get("unfinished_spans", 0))
+    else:
+        spans = empty_frame(SPAN_COLUMNS)
+    samples_path = path / SAMPLES_FILE
+    samples = read_samples(samples_path, warnings) if samples_path.is_file() else empty_frame(SAMPLE_COLUMNS)
+    if meta.get("status") == "running":
+        warnings.append(f"{path}: the run did not finish cleanly (killed?); figures cover what was written")
+    return Run(spans=spans, samples=samples, meta=meta, source=path, warnings=warnings)
+
+
+#: The trace dialects a file may hold, tried in this order on every JSON value.
+_READERS: tuple[tuple[str, Callable[[Any], bool], Callable[..., Any]], ...] = (
+    ("otlp", otlp.looks_like_otlp, otlp.records_of),
+    ("console", console.looks_like_console, console.records_of),
+    ("jaeger", jaeger.looks_like_jaeger, jaeger.records_of),
+)
+_EXPECTED = ("OTLP JSON traces (an object with resourceSpans or scopeSpans), Jaeger JSON (data[].spans) or "
+             "ConsoleSpanExporter spans (objects with name and context)")
+_MAX_NAMED = 5
+_BATCH = 4096
+
+
+def read_trace_file(path: Path, warnings: list[str],
+                    progress: Progress | None = None) -> tuple[pd.DataFrame, dict]:
+    """Read every span of a trace file, whatever its framing and dialect.
+
+    Each JSON value is recognised on its own as OTLP JSON, Jaeger JSON or a ConsoleSpanExporter
+    span (a file may mix them). Rows are gathered column by column, so a large file is held once,
+    as the finished table. Spans recorded twice keep their ended record; spans that never ended
+    are counted (`unfinished_spans`) and named in a warning.
+
+    Raises:
+        TraceFormatError: a value that is none of these, or invalid JSON; the message names the line.
+    """
+    with gc_paused():
+        return _read_trace_file(path, warnings, progress)
+
+
+def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None) -> tuple[pd.DataFrame, dict]:
+    total = max(path.stat().st_size, 1)
+    report = (lambda consumed: progress(consumed, total)) if progress else None
+    names = [name for name in SPAN_COLUMNS if name != "bills_usage"]
+    pieces: dict[str, list[Any]] = {name: [] for name in names}  # per column, a list or array per batch
+    batch = SpanBatch.of()
+    unfinished: dict[tuple[str, str], str] = {}
+    formats: dict[str, int] = {}
+
+    def flush() -> None:
+        # Records become columns a batch at a time: memory stays one batch plus the columns.
+        nonlocal batch
+        finished = batch
+        if None in batch.end_ns:
+            records = [SpanRecord(*fields) for fields in zip(*batch)]
+            for record in records:
+                if record.end_ns is None:
+                    unfinished.setdefault((record.trace_id, record.span_id), record.name)
+            finished = SpanBatch.of([record for record in records if record.end_ns is not None])
+        for column, values in span_arrays(finished).items():
+            pieces[column].append(values)
+        batch = SpanBatch.of()  # the pieces hold the finished batch's lists
+
+    for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line):
+        if type(value) is SpanBatch:
+            formats["otlp"] = formats.get("otlp", 0) + 1
+            batch.extend(value)
+            if len(batch.trace_id) >= _BATCH:
+                flush()
+            continue
+        for item in value if isinstance(value, list) and not otlp.looks_like_otlp(value) else (value,):
+            if isinstance(item, dict) and not item:
+                continue
+            reader = next(((name, records_of) for name, looks_like, records_of in _READERS if looks_like(item)),
+                          None)
+            if reader is None:
+                raise TraceFormatError(f"{path}:{line_no}: expected {_EXPECTED}, found {_describe(item)}")
+            name, records_of = reader
+            formats[name] = formats.get(name, 0) + 1
+            try:
+                batch.extend(records_of(item))
+            except TraceFormatError as err:
+                raise TraceFormatError(f"{path}:{line_no}: {err}") from None
+            if len(batch.trace_id) >= _BATCH:
+                flush()
+    flush()
+    records = sum(map(len, pieces["span_id"]))
+    spans = _inherit_sessions(_dedupe(_frame_from_columns(pieces)))  # empties `pieces` as it goes
+    never_ended: list[str] = []
+    if unfinished:
+        finished = set(zip(spans["trace_id"], spans["span_id"]))
+        never_ended = [name for key, name in unfinished.items() if key not in finished]
+    if never_ended:
+        named = ", ".join(repr(n) for n in never_ended[:_MAX_NAMED])
+        more = f" and {len(never_ended) - _MAX_NAMED} more" if len(never_ended) > _MAX_NAMED else ""
+        warnings.append(f"{path}: {len(never_ended)} span(s) never ended ({named}{more}); "
+                        "left out of the ledger")
+    meta = {"format": "+".join(formats) or "empty", "records": records,
+            "duplicate_records": records - len(spans), "unfinished_spans": len(never_ended)}
+    return spans, meta
+
+
+def _frame_from_columns(pieces: dict[str, list[Any]]) -> pd.DataFrame:
+    """Build `Run.spans` from each column's pieces (a list or an array per batch) with the schema's
+    dtypes, without a row-wise detour (and without pandas turning object columns into its own
+    string type)."""
+    n = sum(map(len, pieces["span_id"]))
+    if not n:
+        return empty_frame(SPAN_COLUMNS)
+    data: dict[str, Any] = {}
+    for name, dtype in SPAN_COLUMNS.items():
+        parts = pieces.get(name)
+        if parts is None:  # a column no reader fills (`bills_usage`: decided by attribution)
+            data[name] = np.full(n, None, dtype=object) if dtype == "object" else np.zeros(n, dtype=dtype)
+        elif dtype == "object":
+            data[name] = pd.Series(_object_column(parts, n), dtype=object, copy=False)
+        elif all(isinstance(part, np.ndarray) for part in parts):
+            data[name] = np.concatenate(parts).astype(dtype, copy=False)
+        else:
+            data[name] = np.fromiter(chain.from_iterable(parts), dtype=dtype, count=n)
+        pieces[name] = []  # free each column's pieces as soon as its column is built
+    return pd.DataFrame(data, copy=False)
+
+
+def _object_column(parts: list[list[Any]], n: int) -> np.ndarray:
+    """The `n` values of `parts` in one object array, each part let go as soon as it is copied:
+    its values were just touched by the copy, so releasing them now costs a pass over memory in
+    cache, not another pass over a million scattered objects later."""
+    column = np.empty(n, dtype=object)
+    start = 0
+    for k, part in enumerate(parts):
+        end = start + len(part)
+        column[start:end] = np.fromiter(part, dtype=object, count=len(part))
+        parts[k] = []
+        start = end
+    return column
+
+
+def _inherit_sessions(spans: pd.DataFrame) -> pd.DataFrame:
+    """Give spans without a session of their own (their session fell back to their trace id) the
+    session of their trace, when the trace's other spans name exactly one; else their nearest
+    ancestor's. Copilot CLI, for one, writes the conversation id on agent and chat spans only,
+    which would otherwise split one conversation's tools into a session per trace."""
+    fallback = (spans["session_id"] == spans["trace_id"]).to_numpy()
+    if not fallback.any() or fallback.all():
+        return spans
+    explicit = spans.loc[~fallback, ["trace_id", "session_id"]].drop_duplicates()
+    named = explicit.groupby("trace_id", sort=False)["session_id"]
+    single = named.first()[named.size() == 1]
+    sessions = spans["session_id"].to_numpy(dtype=object).copy()
+    traces = spans["trace_id"]
+    inherit = fallback & traces.isin(single.index).to_numpy()
+    sessions[inherit] = traces[inherit].map(single).to_numpy(dtype=object)
+    several = fallback & traces.isin(named.size().index[named.size() > 1]).to_numpy()
+    if several.any():
+        from profiler.attribution.tree import parent_positions
+
+        parent = parent_positions(spans)
+        for pos in np.flatnonzero(several):
+            up, steps = parent[pos], 0
+            while up >= 0 and fallback[up] and steps < 10_000:
+                up, steps = parent[up], steps + 1
+            if up >= 0 and not fallback[up]:
+                sessions[pos] = sessions[up]
+    spans["session_id"] = pd.Series(sessions, index=spans.index, dtype=object)
+    return spans
+
+
+def _dedupe(spans: pd.DataFrame) -> pd.DataFrame:
+    """Keep one record per (trace, span): the one that ended last."""
+    # Span ids are unique in practice, and then so is every (trace, span): the span ids alone say
+    # so, sorted as numbers where they are OTLP's hex (`span_ids`), else in one hash pass, which
+    # still takes half the time of looking for repeated pairs.
+    numbers = hex_span_ids(spans["span_id"].to_numpy(dtype=object))
+    unique = all_distinct(numbers) if numbers is not None else spans["span_id"].is_unique
+    if unique or not spans.duplicated(["trace_id", "span_id"]).any():
+        return spans.reset_index(drop=True)
+    return (spans.sort_values("end_ns", kind="stable")
+            .drop_duplicates(["trace_id", "span_id"], keep="last")
+            .sort_values("start_ns", kind="stable").reset_index(drop=True))
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        keys = ", ".join(repr(key)[:40] for key in list(value)[:4])  # repr: a key may hold a newline
+        return f"an object with keys {keys}" if keys else "an empty object"
+    return f"a JSON {type(value).__name__}"
