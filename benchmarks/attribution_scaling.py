@@ -145,7 +145,8 @@ def main() -> None:
         print(f"done: {n_spans} spans", file=sys.stderr, flush=True)
     print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"pandas {pd.__version__}, numpy {np.__version__}\n")
-    print("| spans | samples | naive interp (s) | attribute (s) | ratio | us/span | peak RSS (MiB) | naive J / measured J |")
+    print("| spans | samples | naive interp (s) | attribute (s) | ratio | us/span | peak RSS (MiB) "
+          "| naive J / measured J |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['spans']:,} | {r['samples']:,} | {r['baseline_s']:.3f} | {r['attribute_s']:.2f} | "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -308,10 +309,8 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker in PEER_PACKAGES:
         import importlib.metadata as md
 
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             result["version"] = md.version(PEER_PACKAGES[args.worker])
-        except md.PackageNotFoundError:
-            pass
     print("RESULT " + json.dumps(result), flush=True)
 
 

@@ -208,7 +208,7 @@ def _wrap_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
                 except GeneratorExit:
                     generator.close()
                     raise
-                except BaseException as error:  # thrown in by the caller: pass it on
+                except BaseException as error:  # noqa: BLE001 - thrown in by the caller: passed on
                     to_throw = error
         except StopIteration as stop:
             _finish(span, None, spec, None, None)
@@ -248,7 +248,7 @@ def _wrap_async_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]
                 except GeneratorExit:
                     await generator.aclose()
                     raise
-                except BaseException as error:
+                except BaseException as error:  # noqa: BLE001 - thrown in by the caller: passed on
                     to_throw = error
         except StopAsyncIteration:
             _finish(span, None, spec, None, None)

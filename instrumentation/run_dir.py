@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -32,7 +33,8 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def resolve_run_dir(run_dir: str | Path | None = None, environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
+def resolve_run_dir(run_dir: str | Path | None = None,
+                    environ: dict[str, str] | os._Environ[str] | None = None) -> Path:
     """The directory for a new run: the argument, else $SESSIONPROF_RUN_DIR, else a new one under
     $SESSIONPROF_HOME (default `./.sessionprof/runs`)."""
     environ = os.environ if environ is None else environ
@@ -47,10 +49,9 @@ def resolve_run_dir(run_dir: str | Path | None = None, environ: dict[str, str] |
 def create_run_dir(path: Path) -> Path:
     """Create the run directory (and parents) readable by its owner only."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
+    # A directory we do not own (an existing shared folder) keeps its mode.
+    with contextlib.suppress(OSError):
         os.chmod(path, 0o700)
-    except OSError:
-        pass  # a directory we do not own (an existing shared folder) keeps its mode
     return path
 
 

@@ -54,7 +54,7 @@ def step_paths(ledger: Ledger) -> pd.DataFrame:
     seen: dict[tuple[Any, ...], int] = {}
     keys: list[tuple[Any, ...]] = []
     for span_id, parent_id, name, kind in zip(ordered["span_id"], ordered["parent_span_id"], ordered["name"],
-                                              ordered["kind"]):
+                                              ordered["kind"], strict=False):
         label = SESSION_KIND if kind == SESSION_KIND else str(name)
         parent_key = by_span.get(parent_id, ()) if parent_id is not None else ()
         ordinal = seen.get((parent_key, label), 0)
@@ -65,7 +65,7 @@ def step_paths(ledger: Ledger) -> pd.DataFrame:
     frame = pd.DataFrame({
         "key": keys,
         "name": [SESSION_KIND if k == SESSION_KIND else str(n)
-                 for n, k in zip(ordered["name"], ordered["kind"])],
+                 for n, k in zip(ordered["name"], ordered["kind"], strict=False)],
         "kind": ordered["kind"].to_numpy(dtype=object),
     })
     unpriced = (ordered["unpriced_calls"].fillna(0).to_numpy(dtype=float) if "unpriced_calls" in ordered

@@ -133,7 +133,8 @@ def _figure(ledger: Ledger, name: str) -> float | None:
 def _by_model(original: Ledger, scenario: Ledger) -> pd.DataFrame:
     """Per model of the recorded run: its calls, tokens and dollars as recorded and in the scenario."""
     was = original.steps[original.steps["bills_usage"]]
-    now = scenario.steps.set_index(["trace_id", "span_id"]).loc[list(zip(was["trace_id"], was["span_id"]))]
+    keys = list(zip(was["trace_id"], was["span_id"], strict=True))
+    now = scenario.steps.set_index(["trace_id", "span_id"]).loc[keys]
     frame = pd.DataFrame({
         "provider": was["provider"].fillna("(none)").to_numpy(dtype=object),
         "model": was["model"].fillna("(no model name)").to_numpy(dtype=object),
@@ -161,9 +162,9 @@ def _api_equivalent(scenario: Ledger, spans: pd.DataFrame, self_hosted: np.ndarr
                     pricer: ApiPricer) -> pd.DataFrame:
     """The self-hosted calls with what they would cost at an API: at `model` (as the scenario priced
     them), else each at its own model name wherever genai-prices finds an API serving it."""
-    keys = set(zip(spans["trace_id"][self_hosted], spans["span_id"][self_hosted]))
+    keys = set(zip(spans["trace_id"][self_hosted], spans["span_id"][self_hosted], strict=False))
     steps = scenario.steps
-    mask = np.array([k in keys for k in zip(steps["trace_id"], steps["span_id"])], dtype=bool)
+    mask = np.array([k in keys for k in zip(steps["trace_id"], steps["span_id"], strict=False)], dtype=bool)
     calls = scenario.steps.loc[mask, ["self_input_tokens", "self_output_tokens", "self_api_cost_usd",
                                       "api_cost_source", "api_price_detail"]].copy()
     if model is None:
@@ -198,7 +199,7 @@ def _break_even(original: Ledger, calls: pd.DataFrame) -> dict[str, Any]:
         "api_equivalent_usd": api_usd,
         "api_unpriced_calls": unpriced,
         "api_priced_as": ", ".join(sorted({str(d) for d, source in zip(calls["api_price_detail"],
-                                                                       calls["api_cost_source"])
+                                                                       calls["api_cost_source"], strict=False)
                                            if d and source != "unpriced"})),
         "gpu_hours": gpu_hours if totals.get("gpu_s") is not None else None,
         "self_hosted_gpu_usd": gpu_usd,

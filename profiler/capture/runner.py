@@ -3,6 +3,7 @@ child's decorators write spans into the same run directory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -71,10 +72,8 @@ def _wait_forwarding_signals(child: subprocess.Popen[Any]) -> int:
     previous = {sig: signal.getsignal(sig) for sig in forwarded}
 
     def forward(signum: int, _frame: Any) -> None:
-        try:
+        with contextlib.suppress(OSError):
             child.send_signal(signum)
-        except OSError:
-            pass
 
     for sig in forwarded:
         signal.signal(sig, forward)

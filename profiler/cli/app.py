@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -29,21 +29,21 @@ Format = Annotated[str, typer.Option("--format", "-f", help="table | json | csv 
 Weight = Annotated[str, typer.Option("--weight", help="What speedscope and folded flame graphs weigh: each step's "
                                      "own usd | joules | gib_s (folded counts: micro-USD, mJ, MiB*s).")]
 By = Annotated[str, typer.Option("--by", help="step (tree) | tool | model | session | kind")]
-Top = Annotated[Optional[int], typer.Option("--top", min=1, help="Only the N costliest steps or groups.")]
-Output = Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the report to this file.")]
+Top = Annotated[int | None, typer.Option("--top", min=1, help="Only the N costliest steps or groups.")]
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write the report to this file.")]
 Policy = Annotated[str, typer.Option("--policy", help="How concurrent steps share a GPU: equal | tokens | "
                                      "memory (by the GPU memory each step's process holds).")]
-GpuRate = Annotated[Optional[float], typer.Option("--gpu-usd-per-hour", help="GPU rental rate, $/GPU-hour.")]
-EnergyPrice = Annotated[Optional[float], typer.Option("--energy-usd-per-kwh", help="Electricity price, $/kWh.")]
-Pue = Annotated[Optional[float], typer.Option("--pue", help="Data-centre PUE (>= 1).")]
-Carbon = Annotated[Optional[float], typer.Option("--carbon-g-per-kwh", help="Grid intensity, gCO2e/kWh.")]
-Region = Annotated[Optional[str], typer.Option("--region", help="Grid region for carbon: world, us, eu, fr, ...")]
-Config = Annotated[Optional[Path], typer.Option("--config", help="Config file (default ./sessionprof.toml).")]
-Sessions = Annotated[Optional[list[str]], typer.Option("--session", help="Only this session (id or unique prefix; "
+GpuRate = Annotated[float | None, typer.Option("--gpu-usd-per-hour", help="GPU rental rate, $/GPU-hour.")]
+EnergyPrice = Annotated[float | None, typer.Option("--energy-usd-per-kwh", help="Electricity price, $/kWh.")]
+Pue = Annotated[float | None, typer.Option("--pue", help="Data-centre PUE (>= 1).")]
+Carbon = Annotated[float | None, typer.Option("--carbon-g-per-kwh", help="Grid intensity, gCO2e/kWh.")]
+Region = Annotated[str | None, typer.Option("--region", help="Grid region for carbon: world, us, eu, fr, ...")]
+Config = Annotated[Path | None, typer.Option("--config", help="Config file (default ./sessionprof.toml).")]
+Sessions = Annotated[list[str] | None, typer.Option("--session", help="Only this session (id or unique prefix; "
                                                        "repeat for several). `sessionprof sessions` lists them.")]
-Since = Annotated[Optional[str], typer.Option("--since", help="Only steps that end at or after this time: ISO-8601 "
+Since = Annotated[str | None, typer.Option("--since", help="Only steps that end at or after this time: ISO-8601 "
                                               "(UTC unless an offset is given) or epoch seconds.")]
-Until = Annotated[Optional[str], typer.Option("--until", help="Only steps that start at or before this time: "
+Until = Annotated[str | None, typer.Option("--until", help="Only steps that start at or before this time: "
                                               "ISO-8601 (UTC unless an offset is given) or epoch seconds.")]
 
 
@@ -132,9 +132,9 @@ def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
 @app.command()
 def report(
     path: Annotated[Path, typer.Argument(help="A run directory or a trace file (OTLP JSON, ...).")],
-    gpu_samples: Annotated[Optional[Path], typer.Option("--gpu-samples", help="GPU telemetry to join: our "
+    gpu_samples: Annotated[Path | None, typer.Option("--gpu-samples", help="GPU telemetry to join: our "
                                                         "samples.csv or an nvidia-smi CSV.")] = None,
-    tz: Annotated[Optional[str], typer.Option("--tz", help="Time zone of nvidia-smi timestamps (default: this "
+    tz: Annotated[str | None, typer.Option("--tz", help="Time zone of nvidia-smi timestamps (default: this "
                                               "machine's).")] = None,
     format: Format = "table",
     by: By = "step",
@@ -178,7 +178,7 @@ def report(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(
     ctx: typer.Context,
-    run_dir: Annotated[Optional[Path], typer.Option("--run-dir", help="The run's directory (default: a new one "
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="The run's directory (default: a new one "
                                                     "under ./.sessionprof/runs).")] = None,
     gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
     interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
@@ -314,11 +314,11 @@ def sessions(
 def diff(
     a: Annotated[Path, typer.Argument(help="Run A (before): a run directory or a trace file.")],
     b: Annotated[Path, typer.Argument(help="Run B (after): a run directory or a trace file.")],
-    session_a: Annotated[Optional[list[str]], typer.Option("--session-a", help="Only this session of A (id or "
+    session_a: Annotated[list[str] | None, typer.Option("--session-a", help="Only this session of A (id or "
                                                            "unique prefix; repeatable).")] = None,
-    session_b: Annotated[Optional[list[str]], typer.Option("--session-b", help="Only this session of B.")] = None,
+    session_b: Annotated[list[str] | None, typer.Option("--session-b", help="Only this session of B.")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table | markdown | json")] = "table",
-    top: Annotated[Optional[int], typer.Option("--top", min=1, help="Only the N steps whose own total $ "
+    top: Annotated[int | None, typer.Option("--top", min=1, help="Only the N steps whose own total $ "
                                                "(then tokens, joules, GiB*s) changed most.")] = None,
     changed: Annotated[bool, typer.Option("--changed", help="Only steps that changed, appeared or "
                                           "vanished.")] = False,
@@ -356,9 +356,9 @@ def diff(
 @app.command()
 def whatif(
     path: Annotated[Path, typer.Argument(help="A run directory or a trace file (read only: never modified).")],
-    model: Annotated[Optional[str], typer.Option("--model", help="Price every model call as this model "
+    model: Annotated[str | None, typer.Option("--model", help="Price every model call as this model "
                                                  "(a genai-prices name: gpt-4o, claude-sonnet-4-5, ...).")] = None,
-    provider: Annotated[Optional[str], typer.Option("--provider", help="The model's provider (openai, "
+    provider: Annotated[str | None, typer.Option("--provider", help="The model's provider (openai, "
                                                     "anthropic, ...); inferred when omitted.")] = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table | markdown | json")] = "table",
     output: Output = None,

@@ -1,1 +1,2 @@
-"""GPUs: the backend seam, NVML, replay, backend selection, the sampler, the counter's startup check, host facts and the samples file."""
+"""GPUs: the backend seam, NVML, replay, backend selection, the sampler, the counter's startup check,
+host facts and the samples file."""

@@ -643,7 +643,7 @@ class NvmlBackend:
             return
         try:
             nvml.nvmlShutdown()
-        except Exception as err:  # a failed shutdown at exit must not mask the run's own outcome
+        except Exception as err:  # noqa: BLE001 - a failed shutdown at exit must not mask the run's own outcome
             logger.debug("nvmlShutdown failed: %s", err)
 
 

@@ -264,7 +264,8 @@ class _LinearPrice:
                 scale = unit // probe
                 base = zero.total_price
                 inp = exact(provider_id, probe, 0, 0, 0).total_price
-                coefficients = (base, (inp - base) * scale, (exact(provider_id, 0, probe, 0, 0).total_price - base) * scale,
+                output = exact(provider_id, 0, probe, 0, 0).total_price
+                coefficients = (base, (inp - base) * scale, (output - base) * scale,
                                 (exact(provider_id, probe, 0, probe, 0).total_price - inp) * scale,
                                 (exact(provider_id, probe, 0, 0, probe).total_price - inp) * scale)
                 linear = cls(coefficients, f"{zero.provider.id}/{zero.model.id}", provider_id, zero.model_price,

@@ -136,7 +136,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
         nonlocal batch
         finished = batch
         if None in batch.end_ns:
-            records = [SpanRecord(*fields) for fields in zip(*batch)]
+            records = [SpanRecord(*fields) for fields in zip(*batch, strict=False)]
             for record in records:
                 if record.end_ns is None:
                     unfinished.setdefault((record.trace_id, record.span_id), record.name)
@@ -172,7 +172,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     spans = _inherit_sessions(_dedupe(_frame_from_columns(pieces)))  # empties `pieces` as it goes
     never_ended: list[str] = []
     if unfinished:
-        finished = set(zip(spans["trace_id"], spans["span_id"]))
+        finished = set(zip(spans["trace_id"], spans["span_id"], strict=False))
         never_ended = [name for key, name in unfinished.items() if key not in finished]
     if never_ended:
         named = ", ".join(repr(n) for n in never_ended[:_MAX_NAMED])

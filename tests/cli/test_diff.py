@@ -9,8 +9,7 @@ import pytest
 
 import profiler
 from profiler.analysis.diff import diff_ledgers, only_changed, top_changes
-
-from .helpers import agent_session, invoke, write_samples, write_trace
+from tests.cli.helpers import agent_session, invoke, write_samples, write_trace
 
 
 @pytest.fixture

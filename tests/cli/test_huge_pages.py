@@ -14,10 +14,8 @@ from numpy._core import multiarray
 
 from profiler.cli import huge_pages
 from profiler.cli.huge_pages import skip_numpy_huge_page_advice
-
-from .helpers import agent_session, write_trace
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.cli.helpers import agent_session, write_trace
+from tests.paths import REPO
 
 
 @pytest.fixture
@@ -50,6 +48,7 @@ def test_a_numpy_without_the_switch_is_left_alone(advice_on: None, monkeypatch: 
 _PROBE = """
 import sys
 from numpy._core import multiarray
+from tests.paths import REPO
 multiarray._set_madvise_hugepage(True)
 if sys.argv[1] == "command":
     from typer.testing import CliRunner

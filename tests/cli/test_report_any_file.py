@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import agent_session, invoke, write_samples, write_trace
-
-DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
-REAL = Path(__file__).resolve().parents[3] / "shared" / "reference" / "real-traces"
+from tests.cli.helpers import agent_session, invoke, write_samples, write_trace
+from tests.paths import DATA, REAL
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="shared/reference/real-traces is not here")

@@ -13,8 +13,7 @@ import profiler
 from profiler.analysis.whatif import check_model, what_if
 from profiler.errors import ConfigError
 from profiler.pricing.prices import Prices
-
-from .helpers import agent_session, chat, invoke, otlp_span, write_samples, write_trace
+from tests.cli.helpers import agent_session, chat, invoke, otlp_span, write_samples, write_trace
 
 
 def _fingerprint(directory: Path) -> dict[str, tuple[str, int]]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO as ROOT
+
 QUICKSTART = ROOT / "examples" / "quickstart.py"
 REQUIRED_STEP_FIELDS = {
     "span_id", "parent_span_id", "session_id", "name", "kind", "status", "start_ns", "end_ns", "wall_s",
@@ -58,7 +59,7 @@ def test_report_json_schema(quickstart_run) -> None:
     document = json.loads(result.stdout)
     assert set(document) == {"run", "totals", "steps", "checks"}
     for step in document["steps"]:
-        assert REQUIRED_STEP_FIELDS <= set(step), REQUIRED_STEP_FIELDS - set(step)
+        assert set(step) >= REQUIRED_STEP_FIELDS, REQUIRED_STEP_FIELDS - set(step)
     kinds = {s["kind"] for s in document["steps"]}
     assert {"session", "invoke_agent", "chat", "execute_tool"} <= kinds
     chats = [s for s in document["steps"] if s["kind"] == "chat"]

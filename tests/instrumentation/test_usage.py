@@ -34,7 +34,8 @@ def test_openai_responses_api() -> None:
         "id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-4.1", "output": [],
         "parallel_tool_calls": False, "tool_choice": "auto", "tools": [],
         "usage": {"input_tokens": 900, "output_tokens": 50, "total_tokens": 950,
-                  "input_tokens_details": {"cached_tokens": 512, "cache_write_tokens": 64}, "output_tokens_details": {"reasoning_tokens": 0}},
+                  "input_tokens_details": {"cached_tokens": 512, "cache_write_tokens": 64},
+                  "output_tokens_details": {"reasoning_tokens": 0}},
     })
     usage = extract_usage(response)
     assert usage is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
@@ -34,6 +35,7 @@ def _emit(processor: SessionSpanProcessor, count: int) -> float:
     return time.perf_counter() - started
 
 
+@pytest.mark.slow
 def test_queue_is_bounded_and_drops_are_counted() -> None:
     exporter = SlowExporter(seconds_per_batch=0.5)
     processor = SessionSpanProcessor(exporter, max_queue_size=1_000, max_batch_size=100, flush_interval_s=0.01)

@@ -8,6 +8,8 @@ import multiprocessing
 import threading
 from pathlib import Path
 
+import pytest
+
 import profiler
 from profiler.testing import FakeGpuBackend
 from tests.reliability.helpers import raw_spans
@@ -24,6 +26,7 @@ def worker_body(n: int) -> None:
         tiny(i)
 
 
+@pytest.mark.slow
 def test_64_threads_by_1000_steps(tmp_path: Path) -> None:
     with profiler.session(run_dir=tmp_path, gpu=FakeGpuBackend(), sample_interval_s=0.05) as session:
         threads = [threading.Thread(target=worker_body, args=(1000,)) for _ in range(64)]
@@ -76,10 +79,8 @@ def _child_work(n: int) -> int:
 
 def _run_children(method: str, tmp_path: Path) -> list[dict]:
     context = multiprocessing.get_context(method)
-    with profiler.session(run_dir=tmp_path, gpu="none"):
-        with profiler.step("parent step"):
-            with context.Pool(2) as pool:
-                assert pool.map(_child_work, [3, 4]) == [3, 4]
+    with profiler.session(run_dir=tmp_path, gpu="none"), profiler.step("parent step"), context.Pool(2) as pool:
+        assert pool.map(_child_work, [3, 4]) == [3, 4]
     return raw_spans(tmp_path)
 
 

@@ -184,8 +184,7 @@ def test_export_failure_reaches_run_json(tmp_path: Path) -> None:
     if not Path("/dev/full").exists():
         pytest.skip("no /dev/full on this system")
     (tmp_path / "spans.jsonl").symlink_to("/dev/full")
-    with profiler.session(run_dir=tmp_path, gpu=FakeGpuBackend()):
-        with profiler.step("lost"):
-            pass
+    with profiler.session(run_dir=tmp_path, gpu=FakeGpuBackend()), profiler.step("lost"):
+        pass
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["dropped"]["spans_failed_export"] >= 1  # ENOSPC on every write: counted, never raised

@@ -9,12 +9,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import profiler
 from profiler.errors import ConfigError, TraceFormatError
 from profiler.pricing.prices import load_prices
+
+pytestmark = pytest.mark.slow  # long property, fuzz or real-time runs: -m 'not slow' skips them
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _dir = Path(tempfile.mkdtemp(prefix="sessionprof-fuzz-"))

@@ -13,8 +13,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import profiler
 from tests.reliability.helpers import raw_spans
+
+pytestmark = pytest.mark.slow  # long property, fuzz or real-time runs: -m 'not slow' skips them
 
 AGENT = textwrap.dedent("""
     import sys, time

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 
 import profiler
 from profiler.attribution.ledger import Ledger
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
+from tests.paths import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 HOSTILE = "<script>alert(1)</script>"
 
 

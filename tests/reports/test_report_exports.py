@@ -18,8 +18,8 @@ from profiler.model import UNATTRIBUTED_KIND
 from reports import render
 from reports.flamegraph import FOLDED_SCALE
 from reports.parquet_report import INSTALL_HINT, pyarrow_available
+from tests.paths import GOLDEN
 
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 needs_pyarrow = pytest.mark.skipif(not pyarrow_available(), reason="pyarrow is not installed")
 
 

@@ -18,8 +18,7 @@ from reports import render
 from reports._cells import notes
 from reports.parquet_report import pyarrow_available
 from reports.render import BINARY_FORMATS, FILE_EXTENSIONS, FORMATS, WEIGHTS
-
-GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
+from tests.paths import GOLDEN
 
 
 def _check_output(fmt: str, out: str | bytes, ledger: Ledger) -> None:

@@ -85,7 +85,7 @@ def read_nvidia_smi(path: Path, warnings: list[str], tz: str | None = None,
                 warnings.append(f"{path}:{line_no}: last line is incomplete; skipped")
                 continue
             raise TraceFormatError(f"{path}:{line_no}: expected {len(order)} columns, found {len(cells)}")
-        record = dict(zip(order, (cell.strip() for cell in cells)))
+        record = dict(zip(order, (cell.strip() for cell in cells), strict=False))
         rows.append(_sample(path, line_no, record, zone))
     frame = frame_from_rows(rows, SAMPLE_COLUMNS)
     if meta is not None and "power_avg_w" in order and "power_w" not in order:

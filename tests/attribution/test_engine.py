@@ -13,8 +13,7 @@ from profiler.attribution.ledger import INCLUSIVE_COLUMNS
 from profiler.energy.timeline import GIB, QUANTITIES
 from profiler.model import format_pid_memory
 from profiler.pricing.prices import Prices
-
-from .builders import (
+from tests.builders import (
     assert_inclusive_is_self_plus_descendants,
     chat,
     concat_samples,

@@ -23,11 +23,8 @@ from profiler.gpu.backend import CAPABILITIES, GpuBackend, GpuInfo
 from profiler.gpu.nvml import NvmlBackend, probe_gpus
 from profiler.gpu.sampler import GpuSampler
 from profiler.gpu.samples_file import read_samples
-
-REPO = Path(__file__).resolve().parents[1]
-
-
 from tests.nvml_sim import build  # noqa: E402 - one compiled library per test session
+from tests.paths import REPO
 
 H100 = ('device uuid=GPU-22222222-bbbb-4000-8000-000000000002 name="NVIDIA H100 80GB HBM3" arch=hopper '
         'power_limit_w=700')

@@ -40,6 +40,8 @@ from profiler.gpu.samples_file import SAMPLES_FILE
 from profiler.model import SPAN_COLUMNS, frame_from_rows
 from tests.nvml_sim import build  # noqa: E402 - one compiled library per test session
 
+pytestmark = pytest.mark.slow  # long property, fuzz or real-time runs: -m 'not slow' skips them
+
 UPDATE_S = 0.1
 RUN_S = 6.0
 IDLE_W, BUSY_W, PERIOD_MS, DUTY = 80.0, 450.0, 1730.0, 0.4
@@ -232,7 +234,8 @@ def test_spans_of_a_second_or_more_are_within_one_percent(recording: Recording, 
     table["error_pct"] = 100.0 * (table["energy"] / table["truth"] - 1.0)
     table["allowed_j"] = [0.01 * truth(device, a, b) + _edge_tolerance_j(device, a, b, within_ms)
                           for a, b in zip(table["a"], table["b"], strict=True)]
-    print(f"\n{device} ({'on edges' if spans is SPANS_ON_EDGES else 'anywhere'}, located to within {within_ms:.2f} ms):\n"
+    where = 'on edges' if spans is SPANS_ON_EDGES else 'anywhere'
+    print(f"\n{device} ({where}, located to within {within_ms:.2f} ms):\n"
           + table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     long = table[(table["b"] - table["a"]) >= 1000]
     assert len(long) >= 3

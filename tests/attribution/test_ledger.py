@@ -12,8 +12,7 @@ import pytest
 from instrumentation import semconv
 from profiler import attribute
 from profiler.model import SPAN_COLUMNS, conform, empty_frame
-
-from .builders import chat, make_run, row, span
+from tests.builders import chat, make_run, row, span
 
 STEPS = [
     span("agent", start=0, end=10, kind="invoke_agent", name="invoke_agent coder"),

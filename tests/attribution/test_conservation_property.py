@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +18,7 @@ from profiler.energy.sensor_checks import work_intervals
 from profiler.energy.timeline import GIB, QUANTITIES, build_timelines
 from profiler.model import Run
 from profiler.pricing.api import ApiPricer
-
-from .builders import (
+from tests.builders import (
     assert_inclusive_is_self_plus_descendants,
     assert_tree_is_consistent,
     concat_samples,
@@ -26,6 +26,8 @@ from .builders import (
     span,
     spans_frame,
 )
+
+pytestmark = pytest.mark.slow  # long property, fuzz or real-time runs: -m 'not slow' skips them
 
 #: Quantities whose cumulative curve never decreases, so no share of them can be negative.
 NON_DECREASING = tuple(q for q in QUANTITIES if q != "active_energy_j")

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from profiler.attribution.memory_shares import PidMemory, memory_shares, pid_memory_by_gpu, resolve_pids
 from profiler.model import SAMPLE_COLUMNS, conform, format_pid_memory, parse_pid_memory
-
-from .builders import samples_frame, span, spans_frame
+from tests.builders import samples_frame, span, spans_frame
 
 PIDS = (math.nan, 100.0, 200.0, 300.0)
 

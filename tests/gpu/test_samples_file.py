@@ -13,8 +13,7 @@ import pytest
 from profiler.errors import TraceFormatError
 from profiler.gpu.samples_file import HEADER, SamplesWriter, read_samples
 from profiler.model import SAMPLE_COLUMNS, format_pid_memory, parse_pid_memory
-
-from .builders import BASE_NS
+from tests.builders import BASE_NS
 
 ROWS = [
     (BASE_NS, "GPU-5f0c1a2b", 123456.789, 301.25, 40 * 2**30, None, 87.0),

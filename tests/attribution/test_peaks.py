@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from profiler import attribute
 from profiler.arrays import range_max
 from profiler.energy.timeline import GIB
-
-from .builders import chat, concat_samples, make_run, samples_frame, span, value
+from tests.builders import chat, concat_samples, make_run, samples_frame, span, value
 
 TIMES = [float(t) for t in range(11)]
 # GiB the run's processes hold from each whole second to the next.

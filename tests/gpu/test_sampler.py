@@ -19,8 +19,7 @@ from profiler.gpu.sampler import THREAD_NAME, GpuSampler
 from profiler.gpu.samples_file import read_samples
 from profiler.model import parse_pid_memory
 from profiler.testing import FakeGpuBackend
-
-from .builders import BASE_NS
+from tests.builders import BASE_NS
 
 NEVER_S = 600.0  # an interval so long that the thread never ticks on its own during a test
 

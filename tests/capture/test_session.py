@@ -73,9 +73,8 @@ def test_spans_name_their_process_and_samples_its_memory(tmp_path: Path) -> None
 
 def test_run_directory_is_private(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    with profiler.session(run_dir=run_dir, gpu=FakeGpuBackend()):
-        with profiler.step("s"):
-            pass
+    with profiler.session(run_dir=run_dir, gpu=FakeGpuBackend()), profiler.step("s"):
+        pass
     assert stat.S_IMODE(run_dir.stat().st_mode) == 0o700
     for name in ("spans.jsonl", "samples.csv", "run.json"):
         assert stat.S_IMODE((run_dir / name).stat().st_mode) == 0o600, name
@@ -86,9 +85,8 @@ def test_no_gpu_is_one_notice_and_a_cpu_only_run(tmp_path: Path, capsys: pytest.
 
     session_module._notified = False
     for index in range(2):
-        with profiler.session(run_dir=tmp_path / str(index), gpu="auto") as session:
-            with profiler.tool("t"):
-                pass
+        with profiler.session(run_dir=tmp_path / str(index), gpu="auto") as session, profiler.tool("t"):
+            pass
     notices = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sessionprof:")]
     assert len(notices) == 1 and "CPU-only run" in notices[0]
     ledger = session.ledger

@@ -15,8 +15,7 @@ from profiler.attribution.billing import mark_billable
 from profiler.model import SPAN_COLUMNS
 from profiler.traces import genai
 from profiler.traces.span_table import span_row
-
-from .builders import chat, span, spans_frame
+from tests.builders import chat, span, spans_frame
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 

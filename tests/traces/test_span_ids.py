@@ -13,8 +13,7 @@ from profiler.attribution import tree
 from profiler.attribution.tree import parent_positions
 from profiler.traces.load import _dedupe
 from profiler.traces.span_ids import all_distinct, hex_span_ids, positions_of
-
-from .builders import span, spans_frame
+from tests.builders import span, spans_frame
 
 
 def objects(values: list) -> np.ndarray:

@@ -21,8 +21,7 @@ from profiler.attribution.tree import (
     subtree_sums_of,
 )
 from profiler.model import SESSION_KIND
-
-from .builders import ns, span, spans_frame
+from tests.builders import ns, span, spans_frame
 
 
 def tree_of(rows):

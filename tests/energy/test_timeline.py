@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from profiler.energy.timeline import GIB, QUANTITIES, build_timelines
-
-from .builders import BASE_NS, concat_samples, ns, samples_frame
+from tests.builders import BASE_NS, concat_samples, ns, samples_frame
 
 
 def one(samples, **kwargs):

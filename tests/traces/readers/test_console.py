@@ -16,8 +16,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import profiler
 from profiler.traces.readers.console import iso_to_ns, looks_like_console
+from tests.paths import DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 T = 1_772_398_038_000_000_000
 S = 1_000_000_000
 

@@ -10,8 +10,8 @@ import pytest
 import profiler
 from profiler.errors import TraceFormatError
 from profiler.traces.readers.jaeger import decode_tags, looks_like_jaeger
+from tests.paths import DATA
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "traces"
 DOWNLOAD = DATA / "jaeger_ui_download.json"
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -14,8 +14,7 @@ import pytest
 from profiler import attribute, load
 from profiler.errors import ConfigError, TraceFormatError
 from profiler.traces.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
-
-from .builders import BASE_NS, S, ns, otlp_document, otlp_span
+from tests.builders import BASE_NS, S, ns, otlp_document, otlp_span
 
 HEADER = "timestamp, uuid, power.draw [W], memory.used [MiB], utilization.gpu [%]"
 UUID = "GPU-1d2c3b4a-0000-1111-2222-333344445555"

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import profiler
 from profiler.analysis.sessions import session_summaries
+from tests.paths import REAL
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "real-traces"
-if not REAL.is_dir():  # the sessions' shared folder sits beside the repository
-    REAL = Path(__file__).resolve().parents[3] / "shared" / "reference" / "real-traces"
 pytestmark = pytest.mark.skipif(not REAL.is_dir(), reason="shared/reference/real-traces is not here")
 
 COPILOT = REAL / "copilot_cli_otlp_pretty.json"

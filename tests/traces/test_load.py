@@ -19,8 +19,7 @@ from profiler import attribute, load
 from profiler.errors import TraceFormatError
 from profiler.gpu.samples_file import SamplesWriter
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS
-
-from .builders import BASE_NS, ns, otlp_document, otlp_span, steady_gpu
+from tests.builders import BASE_NS, ns, otlp_document, otlp_span, steady_gpu
 
 GPU = "GPU-0"
 
