@@ -105,6 +105,11 @@ def notes(ledger: Ledger) -> list[str]:
     dropped = {k: v for k, v in (checks.get("dropped") or {}).items() if v}
     if dropped:
         lines.append("dropped: " + ", ".join(f"{k} {v}" for k, v in dropped.items()))
+    torn = {k: v for k, v in (checks.get("torn_lines") or {}).items() if v}
+    if torn:
+        lines.append("lost: " + " and ".join(f"{v} line(s) of {k}" for k, v in torn.items())
+                     + " cut short mid-write and skipped (each held one write: a batch of records or more); "
+                     "what they held is not in these figures")
     if checks.get("stand_in_calls"):
         lines.append(f"stand-in model: {checks['stand_in_calls']} call(s) answered by a local stand-in, not a real "
                      "model; their dollars are what these token counts would cost")

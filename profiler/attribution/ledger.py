@@ -349,6 +349,7 @@ def _checks(steps: pd.DataFrame, conservation: dict[str, Any], run: Run) -> dict
         "estimated_energy_steps": int(steps["energy_estimated"].sum()),
         "incomplete_run": run.meta.get("status") not in (None, "complete"),
         "dropped": run.meta.get("dropped", {}),
+        "torn_lines": dict(run.meta.get("torn_lines") or {}),
         "warnings": list(run.warnings),
     }
     return checks

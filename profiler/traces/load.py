@@ -53,45 +53,85 @@ def load(path: str | Path, gpu_samples: str | Path | None = None, *, tz: str | N
     else:
         raise TraceFormatError(f"{path}: no such file or run directory")
     if gpu_samples is not None:
-        run.samples = read_gpu_samples(Path(gpu_samples), warnings, tz, meta=run.meta)
+        torn: list[int] = []
+        run.samples = read_gpu_samples(Path(gpu_samples), warnings, tz, meta=run.meta, torn=torn)
         run.meta["gpu_samples_source"] = str(gpu_samples)
+        _count_torn(run.meta, "samples", torn)
     for message in warnings:
         logger.warning("%s", message)
     return run
 
 
 def read_gpu_samples(path: Path, warnings: list[str], tz: str | None = None, *,
-                     meta: dict[str, Any] | None = None) -> pd.DataFrame:
+                     meta: dict[str, Any] | None = None, torn: list[int] | None = None) -> pd.DataFrame:
     """Read GPU telemetry: our samples file or an nvidia-smi CSV (sniffed from its first line).
-    What the file says about its power readings goes into `meta` (see `read_nvidia_smi`)."""
+    What the file says about its power readings goes into `meta` (see `read_nvidia_smi`); the
+    lines of our samples file skipped as cut short mid-write go into `torn`."""
     if not path.is_file():
         raise TraceFormatError(f"{path}: no such samples file")
     if looks_like_nvidia_smi(path):
         return read_nvidia_smi(path, warnings, tz, meta)
-    return read_samples(path, warnings)
+    return read_samples(path, warnings, torn)
+
+
+def _count_torn(meta: dict[str, Any], records: str, lines: list[int]) -> None:
+    """Record in `meta["torn_lines"]` how many lines of `records` were cut short mid-write."""
+    if lines:
+        meta.setdefault("torn_lines", {})[records] = len(lines)
 
 
 def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) -> Run:
     meta: dict[str, Any] = {}
     meta_path = path / META_FILE
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            warnings.append(f"{meta_path}: unreadable ({err}); run metadata ignored")
+        meta = _read_meta(meta_path, warnings)
     spans_path = path / SPANS_FILE
     if not spans_path.is_file() and not meta_path.is_file():
         raise TraceFormatError(f"{path}: not a run directory (no {SPANS_FILE} or {META_FILE})")
+    meta.pop("torn_lines", None)  # counted here, by reading
     if spans_path.is_file():
         spans, trace_meta = read_trace_file(spans_path, warnings, progress)
         meta.setdefault("unfinished_spans", trace_meta.get("unfinished_spans", 0))
+        if "torn_lines" in trace_meta:
+            meta["torn_lines"] = dict(trace_meta["torn_lines"])
     else:
         spans = empty_frame(SPAN_COLUMNS)
     samples_path = path / SAMPLES_FILE
-    samples = read_samples(samples_path, warnings) if samples_path.is_file() else empty_frame(SAMPLE_COLUMNS)
+    torn: list[int] = []
+    samples = read_samples(samples_path, warnings, torn) if samples_path.is_file() else empty_frame(SAMPLE_COLUMNS)
+    _count_torn(meta, "samples", torn)
     if meta.get("status") == "running":
         warnings.append(f"{path}: the run did not finish cleanly (killed?); figures cover what was written")
     return Run(spans=spans, samples=samples, meta=meta, source=path, warnings=warnings)
+
+
+#: The shape of each field of run.json that the reader relies on.
+_META_TYPES: dict[str, type | tuple[type, ...]] = {
+    "gpus": list, "dropped": dict, "sessions": list, "status": str, "prices": dict, "clock": dict,
+    "sampler": dict, "host": dict, "run_id": str, "power_readings": dict, "unfinished_spans": int,
+}
+
+
+def _read_meta(meta_path: Path, warnings: list[str]) -> dict[str, Any]:
+    """run.json as a dict; fields of the wrong shape are left out, each named in one warning."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
+        warnings.append(f"{meta_path}: unreadable ({reason}); run metadata ignored")
+        return {}
+    if not isinstance(meta, dict):
+        warnings.append(f"{meta_path}: not a JSON object; run metadata ignored")
+        return {}
+    wrong = [key for key, shape in _META_TYPES.items() if key in meta and meta[key] is not None
+             and not isinstance(meta[key], shape)]
+    if isinstance(meta.get("gpus"), list) and not all(isinstance(g, dict) for g in meta["gpus"]):
+        wrong.append("gpus")
+    if wrong:
+        warnings.append(f"{meta_path}: {', '.join(sorted(set(wrong)))} not as a run writes them; ignored")
+        for key in wrong:
+            meta.pop(key, None)
+    return meta
 
 
 #: The trace dialects a file may hold, tried in this order on every JSON value.
@@ -145,7 +185,9 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
             pieces[column].append(values)
         batch = SpanBatch.of()  # the pieces hold the finished batch's lists
 
-    for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line):
+    torn: list[int] = []
+    for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line,
+                                           torn=torn):
         if type(value) is SpanBatch:
             formats["otlp"] = formats.get("otlp", 0) + 1
             batch.extend(value)
@@ -181,6 +223,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
                         "left out of the ledger")
     meta = {"format": "+".join(formats) or "empty", "records": records,
             "duplicate_records": records - len(spans), "unfinished_spans": len(never_ended)}
+    _count_torn(meta, "spans", torn)
     return spans, meta
 
 

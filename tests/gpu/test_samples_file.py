@@ -189,3 +189,30 @@ def test_a_large_file_reads_back_in_order(tmp_path: Path) -> None:
     rows = [(int(v), f"GPU-{i % 2}", float(i), 100.0, 1.0, None, 50.0) for i, v in enumerate(t)]
     frame = read_samples(write(tmp_path / "samples.csv", rows), [])
     pd.testing.assert_series_equal(frame["t_ns"], pd.Series(t, name="t_ns"))
+
+
+FULL_ROWS = [(BASE_NS + i * 100_000_000, "GPU-5f0c1a2b", 1000.0 + i, 300.0, 40 * 2**30, None, 87.0, 1410, 1593, 41,
+              None) for i in range(6)]
+
+
+@pytest.mark.parametrize("glued", [False, True], ids=["next write on a new line", "next write on the same line"])
+def test_a_row_cut_short_mid_file_is_skipped_and_counted_at_every_cut(tmp_path: Path, glued: bool) -> None:
+    # A failed append (a full disk) leaves part of a row, and the next batch follows it.
+    whole = write(tmp_path / "whole.csv", FULL_ROWS).read_text().splitlines(keepends=True)
+    torn_row = whole[3]
+    for cut in range(1, len(torn_row) - 1):
+        path = tmp_path / "samples.csv"
+        path.write_text("".join(whole[:3]) + torn_row[:cut] + ("" if glued else "\n") + "".join(whole[4:]))
+        warnings: list[str] = []
+        torn: list[int] = []
+        frame = read_samples(path, warnings, torn)
+        assert frame["energy_j"].tolist() == [1000.0, 1001.0] + ([1004.0, 1005.0] if glued else [1003.0, 1004.0,
+                                                                                                  1005.0]), cut
+        assert torn == [4]
+        assert warnings == [f"{path}: 1 line(s) cut short mid-write skipped (line 4); what they held is lost"]
+
+
+def test_rows_a_writer_wrote_without_trailing_columns_are_not_cut_short(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    frame = read_samples(write(tmp_path / "samples.csv", [row[:7] for row in FULL_ROWS]), warnings)
+    assert len(frame) == 6 and warnings == []

@@ -93,6 +93,20 @@ def test_unreadable_run_metadata_is_a_warning_not_a_failure(tmp_path: Path) -> N
     assert any(META_FILE in w and "ignored" in w for w in run.warnings)
 
 
+@pytest.mark.parametrize(("meta", "named"), [
+    ("[]", "not a JSON object"), ("1", "not a JSON object"), ('{"gpus": 3}', "gpus not as a run writes them"),
+    ('{"gpus": [1]}', "gpus not as a run writes them"), ('{"dropped": 5, "status": []}', "dropped, status not as"),
+    ("[" * 100_000 + "]" * 100_000, "unreadable (nested too deeply)"),
+])
+def test_run_metadata_of_the_wrong_shape_is_a_warning_not_a_failure(tmp_path: Path, meta: str, named: str) -> None:
+    (tmp_path / META_FILE).write_text(meta)
+    write_spans(tmp_path, otlp_document([otlp_span("00000000000000aa", start=0, end=1)]))
+    run = load(tmp_path)
+    assert any(META_FILE in w and named in w for w in run.warnings), run.warnings
+    ledger = attribute(run)
+    assert ledger.totals["steps"] == 1 and ledger.checks["incomplete_run"] is False
+
+
 def test_the_memory_baseline_recorded_in_run_json_is_used(tmp_path: Path) -> None:
     write_meta(tmp_path, status="complete", gpus=[{"uuid": GPU, "name": "x", "mem_baseline_bytes": 2**30}])
     write_samples(tmp_path)  # 2 GiB used from the second sample on (0.1 s to 4 s), 0 at the first

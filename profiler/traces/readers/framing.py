@@ -1,64 +1,44 @@
 """Split a file into JSON values, however it is framed: JSON Lines, concatenated or pretty-printed
 objects, or one document. Gzip is opened transparently.
 
-Errors name the file, the line and what was expected. A last line cut short (a writer killed
-mid-write) is skipped with a warning instead of failing the whole file, and so is the end of a
-gzip stream cut short. The file is read line by line: only the value being decoded is in memory
-(a file whose lines end in a lone CR, as old Mac OS wrote them, is one line to read, and so whole).
+Errors name the file, the line and what was expected. A line cut short mid-write (a writer killed,
+or a full disk) is skipped with a warning that counts such lines, wherever it is in the file, and
+so is the end of a gzip stream cut short. The file is read a line at a time (`lines`), and time is
+linear in its size whatever its layout: a value over several lines is decoded when a line in
+column 0 could close it, and after a failed try not before its lines have doubled. No line or value
+may hold more than `max_value_bytes()` (a gzip bomb is refused, not inflated).
 """
 
 from __future__ import annotations
 
-import codecs
 import gzip
-import io
 import json
 import re
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from profiler.errors import TraceFormatError
+from profiler.traces.readers.lines import MAX_VALUE_ENV, LineTooLong, lines, max_value_bytes, open_bytes
 
 _decoder = json.JSONDecoder()
 #: Lines a fast decoder may decline, before it has taken any, until it is no longer tried.
 _FAST_TRIES = 8
 _loads = json.loads
-#: Bytes read from the file at a time. A JSON Lines trace's lines run to hundreds of kB; splitting
-#: them out of io's default 8 kB reads costs about four times the CPU time.
-_READ_BUFFER_BYTES = 1 << 20
-#: After a CR that no LF follows: where such a file's lines end.
-_LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
-
-
-def open_text(path: Path) -> IO[str]:
-    """Open a text file, decompressing `.gz` (by magic number, not only by name). Closing the
-    returned stream closes the file."""
-    stream, _ = _open_bytes(path)
-    # utf-8-sig: a byte-order mark at the start, as Windows tools write one, is not text.
-    return io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-
-
-def _open_bytes(path: Path) -> tuple[IO[bytes], IO[bytes]]:
-    """Return (byte stream, decompressed where the file is gzip; raw file, whose position is the
-    bytes read from disk). Closing the byte stream closes the file."""
-    try:
-        raw = path.open("rb", buffering=_READ_BUFFER_BYTES)
-    except OSError as err:
-        raise TraceFormatError(f"{path}: cannot open ({err.strerror or err})") from None
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic != b"\x1f\x8b":
-        return raw, raw
-    decompressed = gzip.GzipFile(fileobj=raw)
-    decompressed.myfileobj = raw  # type: ignore[attr-defined]  # GzipFile does not close a file it was handed
-    return decompressed, raw
-
-
+#: A JSON Lines value's start up to its first key (`{"resourceSpans":`): met again inside one line,
+#: it marks where a whole value follows a line cut short mid-write.
+_FIRST_KEY = re.compile(rb'\s*[{\[]\s*"[^"\\\r\n]{1,64}"\s*:')
+#: The first bytes of the lines where a value over several lines may end, or a new one start.
+_VALUE_EDGES = frozenset((b"{", b"[", b"}", b"]"))
+#: How many times a value open over several lines is checked for being a line cut short instead:
+#: at most two such lines can follow a cut-short line before the two cannot be one value.
+_TORN_CHECKS = 2
 def iter_json_values(
     path: Path, warn: Callable[[str], None], progress: Callable[[int], None] | None = None,
-    fast: Callable[[bytes], Any] | None = None,
+    fast: Callable[[bytes], Any] | None = None, torn: list[int] | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Yield (line number, value) for every JSON value in the file, in order.
 
@@ -67,108 +47,258 @@ def iter_json_values(
     with the number of bytes read from disk so far. `fast`, when given, is tried first on every line
     that could hold a whole value, as the file's bytes (its line ending included, no text made of
     them): what it returns (unless None) is yielded in place of the decoded line. A file whose first
-    lines with anything on them it never takes stops trying it.
+    lines with anything on them it never takes stops trying it. The numbers of the lines skipped
+    as cut short mid-write are appended to `torn`, when given (one warning names them).
 
     Raises:
-        TraceFormatError: invalid JSON, or text that is not JSON at all; the message names the line.
+        TraceFormatError: invalid JSON, text that is not JSON at all, JSON nested too deeply, or a
+            line or value over `max_value_bytes()`; the message names the line.
     """
-    stream, raw = _open_bytes(path)
-    where = [0]  # the line being read, for a message about a stream cut short
+    limit = max_value_bytes()
+    stream, raw = open_bytes(path)
+    reader = _ValueReader(path, warn, fast, limit)
     with raw, stream:
         try:
-            read_so_far = progress and (lambda: progress(raw.tell()))
-            yield from _iter_values(path, stream, warn, read_so_far, where, fast)
+            report = progress and (lambda: progress(raw.tell()))
+            yield from reader.values(enumerate(lines(stream, limit), 1), report)
         except (EOFError, zlib.error) as err:
-            warn(f"{path}:{where[0]}: compressed stream ends early or is damaged ({err}); read up to here")
+            warn(f"{path}:{reader.line_no}: compressed stream ends early or is damaged ({err}); read up to here")
         except (OSError, gzip.BadGzipFile) as err:
             raise TraceFormatError(f"{path}: cannot read ({err})") from None
+        except LineTooLong:
+            raise TraceFormatError(_too_long(path, reader.line_no + 1, limit)) from None
+        except RecursionError:
+            raise TraceFormatError(f"{path}:{reader.value_line}: JSON nested too deeply to read") from None
+        finally:
+            if reader.torn:
+                _warn_torn(path, reader.torn, warn)
+                if torn is not None:
+                    torn.extend(reader.torn)
 
 
-def _iter_values(
-    path: Path, stream: IO[bytes], warn: Callable[[str], None], progress: Callable[[], None] | None,
-    where: list[int], fast: Callable[[bytes], Any] | None = None,
-) -> Iterator[tuple[int, Any]]:
-    line_no = 0
-    fast_misses = 0
-    pending: list[str] = []  # lines of a value that spans several lines
-    pending_start = 0
-    for data in _lines(stream):
-        line_no += 1
-        where[0] = line_no
-        if progress is not None and line_no % 1024 == 0:
+def _warn_torn(path: Path, lines: list[int], warn: Callable[[str], None]) -> None:
+    named = ", ".join(map(str, lines[:5])) + (f" and {len(lines) - 5} more" if len(lines) > 5 else "")
+    warn(f"{path}: {len(lines)} line(s) cut short mid-write skipped (line {named}); what they held is lost")
+
+
+def _too_long(path: Path, line_no: int, limit: int) -> str:
+    return (f"{path}:{line_no}: a line or value of more than {limit >> 20} MiB; refused (set "
+            f"{MAX_VALUE_ENV} to read larger ones)")
+
+
+@dataclass
+class _ValueReader:
+    """The state of `iter_json_values`: the value open over several lines, and the lines skipped."""
+
+    path: Path
+    warn: Callable[[str], None]
+    fast: Callable[[bytes], Any] | None
+    limit: int
+    line_no: int = 0
+    value_line: int = 0
+    """The line where the value being decoded starts."""
+    torn: list[int] = field(default_factory=list)
+    fast_misses: int = 0
+    pending: list[bytes] = field(default_factory=list)
+    """The lines of a value that spans several, as read (line ends included)."""
+    pending_start: int = 0
+    pending_bytes: int = 0
+    next_try_bytes: int = 0
+    """How much the open value must hold before it is decoded again, having failed (see `_continue`)."""
+    torn_checks: int = 0
+    last_whole: bytes = b""
+    """The last line that held a whole value (where a line cut short mid-write is looked for)."""
+
+    def values(self, lines: Iterator[tuple[int, bytes]], progress: Callable[[], None] | None
+               ) -> Iterator[tuple[int, Any]]:
+        """Yield (line number, value) of every value of `lines`, numbered from 1."""
+        queue: deque[tuple[int, bytes]] = deque()  # lines to read again after a line cut short
+        while True:
+            item = queue.popleft() if queue else next(lines, None)
+            if item is None:
+                break
+            self.line_no, data = item
+            if progress is not None and self.line_no % 1024 == 0:
+                progress()
+            if not self.pending:
+                yield from self._start(data)
+            elif data[:1] in _VALUE_EDGES or self.pending_bytes + len(data) > self.limit or queue:
+                yield from self._continue(data, queue)
+            else:  # a line inside a value (most lines of a pretty-printed one): it only joins it
+                self.pending.append(data)
+                self.pending_bytes += len(data)
+        if progress is not None:
             progress()
+        while self.pending:
+            yield from self._finish(queue)
+            while queue:
+                self.line_no, data = queue.popleft()
+                yield from (self._continue(data, queue) if self.pending else self._start(data))
+
+    def _start(self, data: bytes) -> Iterator[tuple[int, Any]]:
+        """A line outside any value: a whole value, the first line of one, or a line cut short."""
+        fast = self.fast
         declined = False
-        if fast is not None and not pending and not data.isspace():
+        self.value_line = self.line_no
+        if fast is not None and not data.isspace():
             taken = fast(data)
             if taken is not None:
-                yield line_no, taken
-                fast_misses = -1  # it takes this file's lines: keep trying it
-                continue
-            declined = fast_misses >= 0
+                self.fast_misses = -1  # it takes this file's lines: keep trying it
+                self.last_whole = data
+                yield self.line_no, taken
+                return
+            declined = self.fast_misses >= 0
+        stripped = data.decode("utf-8", "replace").strip()
+        if not stripped:
+            return
+        if declined:  # a line with something on it that the fast decoder did not take
+            self.fast_misses += 1
+            if self.fast_misses >= _FAST_TRIES:
+                self.fast = None
+        try:
+            value = _loads(stripped)
+        except json.JSONDecodeError:
+            if stripped[0] not in "{[":
+                raise TraceFormatError(f"{self.path}:{self.line_no}: expected a JSON object or array (a trace), "
+                                       f"found {_preview(stripped)}") from None
+        else:
+            self.last_whole = data
+            yield self.line_no, value
+            return
+        glued = _after_cut_short(stripped, self.last_whole)
+        if glued is not None:  # a line cut short mid-write, and the next write went on in the same line
+            self.torn.append(self.line_no)
+            for value in glued:
+                yield self.line_no, value
+            return
+        if not _cut_short(stripped + "\n", ""):  # it fails before its end: broken, not unfinished
+            _raise_if_broken(self.path, self.line_no, stripped, strict_last_line=True)
+        self.pending, self.pending_start, self.pending_bytes = [data], self.line_no, len(data)
+        self.next_try_bytes, self.torn_checks = 0, 0
+
+    def _continue(self, data: bytes, queue: deque[tuple[int, bytes]]) -> Iterator[tuple[int, Any]]:
+        """A line of the value open over several lines.
+
+        The value is decoded when a line in column 0 closes a bracket, as pretty-printers end a
+        value; where that fails (`indent=0` closes every bracket in column 0), not again until the
+        lines have doubled, so that the time stays linear in the file's size.
+        """
+        if (self.torn_checks < _TORN_CHECKS and data[:1] in (b"{", b"[")
+                and data.rstrip().endswith((b"}", b"]")) and self._cut_short_before(data)):
+            self._skip_cut_short(data, queue)
+            return
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        if self.pending_bytes > self.limit:
+            _raise_if_broken(self.path, self.pending_start, self._pending_text())  # what is wrong, if anything
+            raise TraceFormatError(_too_long(self.path, self.pending_start, self.limit))
+        if data[:1] not in (b"}", b"]") or self.pending_bytes < self.next_try_bytes:
+            return
+        self.value_line = self.pending_start
+        text = self._pending_text()
+        values, index, error = _decode_prefix(text)
+        if error is not None:
+            if not values and self._fails_where_first_line_ends(text, error.pos):
+                self._skip_cut_short(None, queue)
+                return
+            _raise_if_not_last_line(self.path, self.pending_start, text, error)
+        start = self.pending_start
+        if values:
+            rest = text[index:]
+            self.pending_start += _line_breaks(text, 0, index)
+            self.pending = [rest.encode("utf-8")] if rest.strip() else []
+            self.pending_bytes = len(self.pending[0]) if self.pending else 0
+        self.next_try_bytes = 2 * self.pending_bytes
+        for value in values:
+            yield start, value
+
+    def _cut_short_before(self, data: bytes) -> bool:
+        """Whether `data`, a whole value on its line, shows the open value's first line to be a line cut
+        short: the open lines and this one cannot be one value, and fail no earlier than where the open
+        lines end, or than where the first of them ends."""
         line = data.decode("utf-8", "replace")
-        if not pending:
-            stripped = line.strip()
-            if not stripped:
-                continue
-            if declined:  # a line with something on it that the fast decoder did not take
-                fast_misses += 1
-                if fast_misses >= _FAST_TRIES:
-                    fast = None
-            try:
-                yield line_no, _loads(stripped)
-                continue
-            except json.JSONDecodeError:
-                if stripped[0] not in "{[":
-                    raise TraceFormatError(
-                        f"{path}:{line_no}: expected a JSON object or array (a trace), found "
-                        f"{_preview(stripped)}") from None
-                pending_start = line_no
-        elif line[:1] in "{[" and len(pending) > 1:
-            # A value starts in column 0 while another is still open: if what is open is already
-            # broken (not merely unfinished), say where now rather than at the end of the file.
-            _raise_if_broken(path, pending_start, "".join(pending))
-        pending.append(line)
-        # A multi-line value: decode what has accumulated only when this line could close it
-        # (a one-line value, or a closing brace in column 0 as pretty-printers write it).
-        if (len(pending) == 1 or line[:1] in "}]") and line.rstrip().endswith(("}", "]")):
-            values = _decode_all("".join(pending))
-            if values is not None:
-                for value in values:
-                    yield pending_start, value
-                pending = []
-    if progress is not None:
-        progress()
-    if pending:
-        text = "".join(pending)
+        try:
+            alone = _loads(line)
+        except json.JSONDecodeError:
+            return False
+        if not alone:
+            return False
+        self.torn_checks += 1
+        before = self._pending_text()
+        error = _first_error(before + line)
+        return error >= _content_end(before) or self._fails_where_first_line_ends(before + line, error)
+
+    def _fails_where_first_line_ends(self, text: str, error: int) -> bool:
+        """Whether decoding `text` (the open lines, and more) fails between the end of the first line's
+        content and the start of the second's: the first is a line cut short, which the second cannot
+        go on from."""
+        if len(self.pending) < 2:
+            return False
+        first = len(self.pending[0].decode("utf-8", "replace"))
+        second = text[first:first + 256]
+        return _content_end(text[:first]) <= error <= first + len(second) - len(second.lstrip())
+
+    def _skip_cut_short(self, data: bytes | None, queue: deque[tuple[int, bytes]]) -> None:
+        """Skip the open value's first line (cut short); read the lines after it again, and `data`."""
+        self.torn.append(self.pending_start)
+        again = [(self.pending_start + i, line) for i, line in enumerate(self.pending[1:], 1)]
+        if data is not None:
+            again.append((self.line_no, data))
+        queue.extendleft(reversed(again))
+        self.pending = []
+
+    def _finish(self, queue: deque[tuple[int, bytes]]) -> Iterator[tuple[int, Any]]:
+        """The file ended inside a value: cut short at the end, or a line cut short earlier."""
+        text = self._pending_text()
+        if self._whole_line_follows() or self._fails_where_first_line_ends(text, _first_error(text)):
+            # A line, then lines that cannot go on from it: the first was cut short.
+            self._skip_cut_short(None, queue)
+            return
+        self.pending = []
         # A writer killed mid-write leaves a last line without its newline; a last line that does
         # end in one but still fails to parse before its end is broken, not cut short.
         cut_short = not text.endswith(("\n", "\r"))
         text = text.strip()
+        self.value_line = self.pending_start
         values = _decode_all(text)
         if values is None:
-            _raise_if_broken(path, pending_start, text, strict_last_line=not cut_short)
+            _raise_if_broken(self.path, self.pending_start, text, strict_last_line=not cut_short)
             what = "last value" if _line_breaks(text, 0, len(text)) else "last line"
-            warn(f"{path}:{pending_start}: {what} is incomplete (writer stopped mid-write?); skipped")
+            self.warn(f"{self.path}:{self.pending_start}: {what} is incomplete (writer stopped mid-write?); skipped")
             return
         for value in values:
-            yield pending_start, value
+            yield self.pending_start, value
+
+    def _whole_line_follows(self) -> bool:
+        """Whether the line after the open value's first is a whole value on its own, which shows the
+        first to be cut short."""
+        if len(self.pending) < 2:
+            return False
+        first, second = (line.decode("utf-8", "replace") for line in self.pending[:2])
+        try:
+            alone = _loads(second)
+        except json.JSONDecodeError:
+            return False
+        return bool(alone) and _cut_short(first, second)
+
+    def _pending_text(self) -> str:
+        return b"".join(self.pending).decode("utf-8", "replace")
 
 
-def _lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """The file's lines as its line breaks cut them, each with its break: LF, CRLF, or a CR that no
-    LF follows (old Mac OS files; JSON cannot hold a raw CR inside a string, so a cut there never
-    splits a value). A UTF-8 byte-order mark before the first is dropped: Windows editors and
-    PowerShell write one."""
-    first = True
-    for data in stream:
-        if first:
-            first = False
-            data = data.removeprefix(codecs.BOM_UTF8)
-        cr = data.find(b"\r")
-        if cr < 0 or (cr == len(data) - 2 and data[-1:] == b"\n"):
-            yield data
-        else:
-            yield from filter(None, _LONE_CR.split(data))
+def _after_cut_short(line: str, last_whole: bytes) -> list[Any] | None:
+    """The values after a line cut short mid-write, when the next write went on in the same line:
+    a whole value from where the first key of this line, or of the last whole line, appears
+    again. None if there are none."""
+    data = line.encode("utf-8", "replace")
+    markers = {match.group(0).lstrip() for match in map(_FIRST_KEY.match, (data, last_whole)) if match}
+    for marker in markers:
+        at = data.find(marker, 1)
+        while at > 0:
+            values = _decode_all(data[at:].decode("utf-8", "replace"))
+            if values:
+                return values
+            at = data.find(marker, at + 1)
+    return None
 
 
 def _decode_all(text: str) -> list[Any] | None:
@@ -186,6 +316,54 @@ def _decode_all(text: str) -> list[Any] | None:
         values.append(value)
 
 
+def _cut_short(before: str, line: str) -> bool:
+    """Whether `before` (lines of an open value) is cut short, given the whole value on the line after
+    it: the two fail to decode as one no earlier than where `before` ends (a line broken inside
+    itself fails before its end)."""
+    return _first_error(before + line) >= _content_end(before)
+
+
+def _content_end(text: str) -> int:
+    """Where a decoder fails at the latest on `text` that was cut short: the end of what is on its
+    lines (at the backslash, where it was cut after the backslash of an escape)."""
+    content = text.rstrip()
+    end = len(content)
+    if (end - len(content.rstrip("\\"))) % 2:
+        end -= 1
+    return end
+
+
+def _decode_prefix(text: str) -> tuple[list[Any], int, json.JSONDecodeError | None]:
+    """Decode the concatenated JSON values at the start of `text`: (the values, where the first
+    that does not decode starts (else the text's length), why it does not)."""
+    values, index, end = [], 0, len(text)
+    while True:
+        while index < end and text[index] in " \t\r\n,":
+            index += 1
+        if index >= end:
+            return values, end, None
+        try:
+            value, after = _decoder.raw_decode(text, index)
+        except json.JSONDecodeError as err:
+            return values, index, err
+        values.append(value)
+        index = after
+
+
+def _first_error(text: str) -> int:
+    """Where decoding `text` as concatenated JSON values first fails (its length if it never does)."""
+    index, end = 0, len(text)
+    while True:
+        while index < end and text[index] in " \t\r\n,":
+            index += 1
+        if index >= end:
+            return end
+        try:
+            _, index = _decoder.raw_decode(text, index)
+        except json.JSONDecodeError as err:
+            return err.pos
+
+
 def _raise_if_broken(path: Path, first_line: int, text: str, *, strict_last_line: bool = False) -> None:
     """Raise if `text` has an error before its last line; an error in the last line means the text
     is unfinished (cut short), not broken."""
@@ -200,11 +378,22 @@ def _raise_if_broken(path: Path, first_line: int, text: str, *, strict_last_line
         except json.JSONDecodeError as err:
             if not _line_breaks(text, err.pos, end) and (err.pos >= end or not strict_last_line):
                 return  # the error is in the last line: unfinished, not broken
-            # json counts lines by LF alone; count them as the file breaks them (a lone CR too).
-            line = first_line + _line_breaks(text, 0, err.pos)
-            column = err.pos - max(text.rfind("\n", 0, err.pos), text.rfind("\r", 0, err.pos))
-            message = err.msg.removesuffix(" at")
-            raise TraceFormatError(f"{path}:{line}: invalid JSON ({message} at column {column})") from None
+            raise _invalid(path, first_line, text, err) from None
+
+
+def _raise_if_not_last_line(path: Path, first_line: int, text: str, err: json.JSONDecodeError) -> None:
+    """Raise `err` (found decoding `text`) unless it is in the text's last line (unfinished)."""
+    if _line_breaks(text, err.pos, len(text.rstrip())):
+        raise _invalid(path, first_line, text, err) from None
+
+
+def _invalid(path: Path, first_line: int, text: str, err: json.JSONDecodeError) -> TraceFormatError:
+    """The error for invalid JSON at `err.pos` of `text`, which starts at `first_line`."""
+    # json counts lines by LF alone; count them as the file breaks them (a lone CR too).
+    line = first_line + _line_breaks(text, 0, err.pos)
+    column = err.pos - max(text.rfind("\n", 0, err.pos), text.rfind("\r", 0, err.pos))
+    message = err.msg.removesuffix(" at")
+    return TraceFormatError(f"{path}:{line}: invalid JSON ({message} at column {column})")
 
 
 def _line_breaks(text: str, start: int, end: int) -> int:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from profiler.errors import ConfigError, TraceFormatError
 from profiler.model import SAMPLE_COLUMNS, frame_from_rows
-from profiler.traces.readers.framing import open_text
+from profiler.traces.readers.lines import open_text
 
 # nvidia-smi's column names (with and without units) mapped to ours.
 _COLUMNS = {
