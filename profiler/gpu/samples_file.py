@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import re
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,6 +19,10 @@ HEADER = ",".join(SAMPLE_COLUMNS) + "\n"
 #: Columns read as text; the others must be numbers. A column the file lacks (an older writer's)
 #: reads as unknown, and one this reader does not know is ignored.
 _TEXT_COLUMNS = {name: str for name, dtype in SAMPLE_COLUMNS.items() if dtype == "object"}
+#: How a row starts: its time, in nanoseconds (or the start of it, in a line cut short).
+_TIME_START = re.compile(r"\s*-?\d*\s*(,|$)")
+#: The most digits a time in nanoseconds can have (int64).
+_TIME_DIGITS = 19
 
 
 class SamplesWriter:
@@ -50,8 +56,11 @@ def _cell(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def read_samples(path: Path, warnings: list[str]) -> pd.DataFrame:
-    """Read a samples file written by `SamplesWriter`; a partial last line is dropped with a warning."""
+def read_samples(path: Path, warnings: list[str], torn: list[int] | None = None) -> pd.DataFrame:
+    """Read a samples file written by `SamplesWriter`. A partial last line is dropped with a
+    warning; so is a line cut short anywhere else (a failed write: its cells are fewer, or more
+    where the next write went on in the same line, than the header's), and their line numbers are
+    appended to `torn`, when given."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as err:
@@ -65,6 +74,13 @@ def read_samples(path: Path, warnings: list[str]) -> pd.DataFrame:
     missing = [c for c in ("t_ns", "gpu") if c not in header]
     if missing:
         raise TraceFormatError(f"{path}:1: not a samples file (header lacks {', '.join(missing)})")
+    text, cut = _without_cut_lines(text, len(header) - 1)
+    if cut:
+        named = ", ".join(map(str, cut[:5])) + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
+        warnings.append(f"{path}: {len(cut)} line(s) cut short mid-write skipped (line {named}); "
+                        "what they held is lost")
+        if torn is not None:
+            torn.extend(cut)
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=_TEXT_COLUMNS)
     except (ValueError, pd.errors.ParserError) as err:
@@ -74,6 +90,33 @@ def read_samples(path: Path, warnings: list[str]) -> pd.DataFrame:
             pd.api.types.is_numeric_dtype(frame[c]) for c in numeric)):
         _raise_first_bad_cell(path, text, numeric)
     return frame_from_rows(frame.to_dict("list"), SAMPLE_COLUMNS)
+
+
+def _without_cut_lines(text: str, commas: int) -> tuple[str, list[int]]:
+    """The text with each line cut short mid-write blanked (a blank line is skipped, and keeps the
+    other lines' numbers), and the numbers of those lines.
+
+    A writer may leave out trailing columns, but does so on every line: a line cut short has fewer
+    cells than most lines, and its first is (the start of) a time. Where the next write went on in
+    the same line, the line has more cells, and the last of them are a whole row after its time
+    (its GPU's id where a row has it); or, cut inside its time, the line's time has more digits
+    than any time. Other lines stay, to be named as errors.
+    """
+    lines = text.split("\n")
+    counts = [line.count(",") if line.strip() else -1 for line in lines]
+    usual = next((count for count, _ in Counter(counts[1:]).most_common(2) if count >= 0), commas)
+    odd = [i for i, count in enumerate(counts) if i and count >= 0 and count != usual]
+    odd += [i for i, line in enumerate(lines) if i and line.find(",") > _TIME_DIGITS and counts[i] == usual
+            and line.split(",", 1)[0].strip().isdigit()]
+    if not odd:
+        return text, []
+    gpus = {line.split(",", 2)[1] for line, count in zip(lines[1:], counts[1:], strict=True)
+            if count == usual} if usual else set()
+    cut = sorted(i for i in odd if _TIME_START.match(lines[i]) and (
+        counts[i] <= usual or lines[i].split(",")[counts[i] - usual + 1] in gpus))
+    for i in cut:
+        lines[i] = ""
+    return "\n".join(lines), [i + 1 for i in cut]
 
 
 def _raise_first_bad_cell(path: Path, text: str, numeric: list[str]) -> None:
