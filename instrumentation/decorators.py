@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from instrumentation import _state, _tracer, semconv
 from instrumentation._state import counters
 from instrumentation.content import capture_enabled, content_attributes
-from instrumentation.usage import Usage, extract_usage
+from instrumentation.usage import Usage, extract_usage, token_count
 
 logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -381,7 +381,8 @@ def record_usage(response: Any = None, *, input_tokens: int | None = None, outpu
 def _record(span: trace.Span, response: Any, counts: Mapping[str, Any]) -> None:
     try:
         usage = extract_usage(response) if response is not None else None
-        given = {k: v for k, v in counts.items() if v is not None}
+        checked = {k: token_count(v) if k.endswith("_tokens") else v for k, v in counts.items()}
+        given = {k: v for k, v in checked.items() if v is not None}
         if usage is None:
             usage = Usage(**given)
         elif given:

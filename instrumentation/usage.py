@@ -10,6 +10,11 @@ from typing import Any
 
 from instrumentation import semconv
 
+#: The most tokens one model call can report: a thousand times the longest context window
+#: (about a million tokens) and far below what would overflow a float's integers. A count above
+#: it, negative or not finite, is no count: it is left out, not recorded.
+MAX_TOKENS_PER_CALL = 1_000_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Usage:
@@ -46,14 +51,16 @@ def _get(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
-def _int(value: Any) -> int | None:
+def token_count(value: Any) -> int | None:
+    """A token count as an int; None where it is absent or cannot be real (negative, not finite,
+    above `MAX_TOKENS_PER_CALL`)."""
     if value is None or isinstance(value, bool):
         return None
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: infinity
         return None
-    return number if number >= 0 else None
+    return number if 0 <= number <= MAX_TOKENS_PER_CALL else None
 
 
 def extract_usage(response: Any) -> Usage | None:
@@ -87,11 +94,11 @@ def _openai_chat(usage: Any, model: str | None, response_id: str | None) -> Usag
     prompt_details = _get(usage, "prompt_tokens_details")
     completion_details = _get(usage, "completion_tokens_details")
     return Usage(
-        input_tokens=_int(_get(usage, "prompt_tokens")),
-        output_tokens=_int(_get(usage, "completion_tokens")),
-        cache_read_tokens=_int(_get(prompt_details, "cached_tokens")),
-        cache_write_tokens=_int(_get(prompt_details, "cache_write_tokens")),
-        reasoning_tokens=_int(_get(completion_details, "reasoning_tokens")),
+        input_tokens=token_count(_get(usage, "prompt_tokens")),
+        output_tokens=token_count(_get(usage, "completion_tokens")),
+        cache_read_tokens=token_count(_get(prompt_details, "cached_tokens")),
+        cache_write_tokens=token_count(_get(prompt_details, "cache_write_tokens")),
+        reasoning_tokens=token_count(_get(completion_details, "reasoning_tokens")),
         model=model,
         provider="openai",
         response_id=response_id,
@@ -100,11 +107,11 @@ def _openai_chat(usage: Any, model: str | None, response_id: str | None) -> Usag
 
 def _openai_responses(usage: Any, model: str | None, response_id: str | None) -> Usage:
     return Usage(
-        input_tokens=_int(_get(usage, "input_tokens")),
-        output_tokens=_int(_get(usage, "output_tokens")),
-        cache_read_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
-        cache_write_tokens=_int(_get(_get(usage, "input_tokens_details"), "cache_write_tokens")),
-        reasoning_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
+        input_tokens=token_count(_get(usage, "input_tokens")),
+        output_tokens=token_count(_get(usage, "output_tokens")),
+        cache_read_tokens=token_count(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
+        cache_write_tokens=token_count(_get(_get(usage, "input_tokens_details"), "cache_write_tokens")),
+        reasoning_tokens=token_count(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
         model=model,
         provider="openai",
         response_id=response_id,
@@ -112,14 +119,14 @@ def _openai_responses(usage: Any, model: str | None, response_id: str | None) ->
 
 
 def _anthropic(usage: Any, model: str | None, response_id: str | None) -> Usage:
-    raw_input = _int(_get(usage, "input_tokens"))
-    cache_read = _int(_get(usage, "cache_read_input_tokens"))
-    cache_write = _int(_get(usage, "cache_creation_input_tokens"))
+    raw_input = token_count(_get(usage, "input_tokens"))
+    cache_read = token_count(_get(usage, "cache_read_input_tokens"))
+    cache_write = token_count(_get(usage, "cache_creation_input_tokens"))
     # Anthropic's input_tokens exclude cache; OTel's include it.
     inclusive = None if raw_input is None else raw_input + (cache_read or 0) + (cache_write or 0)
     return Usage(
         input_tokens=inclusive,
-        output_tokens=_int(_get(usage, "output_tokens")),
+        output_tokens=token_count(_get(usage, "output_tokens")),
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         model=model,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from instrumentation import semconv
+from instrumentation.usage import MAX_TOKENS_PER_CALL
 from profiler.model import INFERENCE_KINDS
 
 _OPENINFERENCE_KINDS = {
@@ -138,17 +139,24 @@ def operation_of(attrs: Mapping[str, Any], name: str) -> str:
     return semconv.OP_STEP
 
 
-def count_of(value: Any) -> float:
-    """A token count as float; NaN when absent or unreadable."""
+def count_of(value: Any, ceiling: float = math.inf) -> float:
+    """A count (or a cost) as float; NaN when absent, unreadable, negative, not finite, or above
+    `ceiling` (an integer: above int64 too)."""
     if type(value) is int:  # the common case (bool is not int here: `type` is exact)
-        return float(value) if 0 <= value < 2**63 else math.nan
+        return float(value) if 0 <= value < 2**63 and value <= ceiling else math.nan
     if value is None or isinstance(value, bool):
         return math.nan
     try:
         count = float(value)
     except (TypeError, ValueError, OverflowError):
         return math.nan
-    return count if math.isfinite(count) and count >= 0 else math.nan
+    return count if math.isfinite(count) and 0 <= count <= ceiling else math.nan
+
+
+def token_count_of(value: Any) -> float:
+    """A token count as float; NaN when absent, unreadable, or impossible: negative, not finite,
+    or above `MAX_TOKENS_PER_CALL` (10^9 for one call)."""
+    return count_of(value, MAX_TOKENS_PER_CALL)
 
 
 def usage_of(attrs: Mapping[str, Any]) -> dict[str, float]:
@@ -158,11 +166,11 @@ def usage_of(attrs: Mapping[str, Any]) -> dict[str, float]:
     exclusive convention; the cache counts are then added to the input.
     """
     usage = {
-        "input_tokens": count_of(first(attrs, _INPUT)),
-        "output_tokens": count_of(first(attrs, _OUTPUT)),
-        "cache_read_tokens": count_of(first(attrs, _CACHE_READ)),
-        "cache_write_tokens": count_of(first(attrs, _CACHE_WRITE)),
-        "reasoning_tokens": count_of(first(attrs, _REASONING)),
+        "input_tokens": token_count_of(first(attrs, _INPUT)),
+        "output_tokens": token_count_of(first(attrs, _OUTPUT)),
+        "cache_read_tokens": token_count_of(first(attrs, _CACHE_READ)),
+        "cache_write_tokens": token_count_of(first(attrs, _CACHE_WRITE)),
+        "reasoning_tokens": token_count_of(first(attrs, _REASONING)),
     }
     cached = sum(v for v in (usage["cache_read_tokens"], usage["cache_write_tokens"]) if not math.isnan(v))
     if not math.isnan(usage["input_tokens"]) and cached > usage["input_tokens"]:
@@ -178,11 +186,11 @@ def langfuse_usage(attrs: Mapping[str, Any]) -> dict[str, float] | None:
     if isinstance(details, str):
         try:
             details = json.loads(details)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
     if not isinstance(details, dict):
         return None
-    counts = {str(k): count_of(v) for k, v in details.items()}
+    counts = {str(k): token_count_of(v) for k, v in details.items()}
 
     def side(name: str) -> float:  # `input` plus `input_*` parts and Anthropic's `cache_*_input_tokens`
         parts = [v for k, v in counts.items() if not math.isnan(v)

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from instrumentation.run_dir import META_FILE, SPANS_FILE
+from instrumentation.usage import MAX_TOKENS_PER_CALL
 from profiler.errors import TraceFormatError
 from profiler.gc_pause import gc_paused
 from profiler.gpu.samples_file import SAMPLES_FILE, read_samples
@@ -21,7 +22,7 @@ from profiler.traces.readers import console, jaeger, otlp, otlp_typed
 from profiler.traces.readers.framing import iter_json_values
 from profiler.traces.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
 from profiler.traces.span_ids import all_distinct, hex_span_ids
-from profiler.traces.span_table import SpanBatch, SpanRecord, span_arrays
+from profiler.traces.span_table import Rejected, SpanBatch, SpanRecord, span_arrays
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     batch = SpanBatch.of()
     unfinished: dict[tuple[str, str], str] = {}
     formats: dict[str, int] = {}
+    rejected: list[Rejected] = []
 
     def flush() -> None:
         # Records become columns a batch at a time: memory stays one batch plus the columns.
@@ -181,7 +183,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
                 if record.end_ns is None:
                     unfinished.setdefault((record.trace_id, record.span_id), record.name)
             finished = SpanBatch.of([record for record in records if record.end_ns is not None])
-        for column, values in span_arrays(finished).items():
+        for column, values in span_arrays(finished, rejected).items():
             pieces[column].append(values)
         batch = SpanBatch.of()  # the pieces hold the finished batch's lists
 
@@ -221,10 +223,29 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
         more = f" and {len(never_ended) - _MAX_NAMED} more" if len(never_ended) > _MAX_NAMED else ""
         warnings.append(f"{path}: {len(never_ended)} span(s) never ended ({named}{more}); "
                         "left out of the ledger")
+    if rejected:
+        warnings.append(_rejected_warning(path, rejected))
     meta = {"format": "+".join(formats) or "empty", "records": records,
             "duplicate_records": records - len(spans), "unfinished_spans": len(never_ended)}
     _count_torn(meta, "spans", torn)
     return spans, meta
+
+
+def _rejected_warning(path: Path, rejected: list[Rejected]) -> str:
+    """One warning naming the spans whose counts or costs could not be real."""
+    named = "; ".join(f"span {r.name!r} ({r.span_id}) {r.concept}={_short(r.value)}" for r in rejected[:_MAX_NAMED])
+    more = f" and {len(rejected) - _MAX_NAMED} more" if len(rejected) > _MAX_NAMED else ""
+    return (f"{path}: {len(rejected)} token count(s) or cost(s) that cannot be real (negative, not a finite "
+            f"number, or over {MAX_TOKENS_PER_CALL:,} tokens a call) left out of the sums: {named}{more}")
+
+
+def _short(value: Any) -> str:
+    """A value for a message: a long integer in powers of ten, long text cut."""
+    text = str(value)
+    if type(value) is int and len(text.lstrip("-")) > 15:
+        digits = text.lstrip("-")
+        return f"{text[:len(text) - len(digits)]}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
+    return text if len(text) <= 24 else text[:23] + "…"
 
 
 def _frame_from_columns(pieces: dict[str, list[Any]]) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from profiler.traces.genai import (
     normalise_provider,
     operation_of,
     provider_from_address,
+    token_count_of,
 )
 
 
@@ -99,20 +100,22 @@ def span_columns(batch: SpanBatch) -> dict[str, list[Any]]:
             for column, values in span_arrays(batch).items()}
 
 
-def span_arrays(batch: SpanBatch) -> dict[str, list[Any] | np.ndarray]:
+def span_arrays(batch: SpanBatch, rejected: list[Rejected] | None = None) -> dict[str, list[Any] | np.ndarray]:
     """`span_columns`, with the number and bool columns as numpy arrays of their `SPAN_COLUMNS` dtype
     (the times as lists where one is not an int64): no Python object per value.
 
     Spans whose attributes have the same keys (most spans of a file, which one instrumentation
     wrote) share one plan of which alias answers each concept, and each concept is read down a
-    column instead of span by span, for only the spans whose keys can answer it.
+    column instead of span by span, for only the spans whose keys can answer it. A token count or
+    cost that is present but cannot be real (see `genai.token_count_of`) is left out (NaN), and
+    named in `rejected`, when given.
     """
     n = len(batch.trace_id)
     trace_ids, span_ids, parents, names, starts, ends, statuses, attrs, resources = batch
     operation = semconv.OPERATION
     kinds = [attrs_.get(operation) for attrs_ in attrs]
     found: dict[str, list[Any]] = {concept: [None] * n for concept in _OBJECT_CONCEPTS}
-    numbers = _NumberColumns(n)
+    numbers = _NumberColumns(n, rejected is not None)
     pids: list[Any] = [None] * n
     session_roots = np.zeros(n, dtype=bool)
     by_name: dict[str, str] = {}  # the operation of spans that only their name can tell
@@ -179,7 +182,19 @@ def span_arrays(batch: SpanBatch) -> dict[str, list[Any] | np.ndarray]:
         **tokens,
     }
     _add_langfuse_usage(columns, attrs, with_langfuse_usage)
+    if rejected is not None:
+        rejected.extend(Rejected(span_ids[i], names[i], concept, value) for i, concept, value in numbers.rejected)
     return columns
+
+
+class Rejected(NamedTuple):
+    """A token count or cost present on a span but left out: it cannot be real."""
+
+    span_id: str
+    name: str
+    concept: str
+    """The column it would have filled: `input_tokens`, ..., `cost`."""
+    value: Any
 
 
 def _normalised_providers(values: list[Any]) -> list[str | None]:
@@ -236,16 +251,25 @@ def _read_kinds(kinds: list[Any], rows: list[int], group_attrs: list[dict[str, A
 
 class _NumberColumns:
     """The counts and costs of a batch, gathered a shape at a time and set in one numpy step each;
-    NaN for the spans whose keys do not answer them."""
+    NaN for the spans whose keys do not answer them, and for values that cannot be real (noted in
+    `rejected` as (row, concept, value) when `note` is set)."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, note: bool = False) -> None:
         self.n = n
+        self.note = note
         self.rows: dict[str, list[int]] = {concept: [] for concept in _NUMBER_CONCEPTS}
         self.values: dict[str, list[float]] = {concept: [] for concept in _NUMBER_CONCEPTS}
+        self.rejected: list[tuple[int, str, Any]] = []
 
     def add(self, concept: str, rows: list[int], values: list[Any]) -> None:
+        counts = list(map(token_count_of if concept in TOKEN_COLUMNS else count_of, values))
         self.rows[concept].extend(rows)
-        self.values[concept].extend(map(count_of, values))
+        self.values[concept].extend(counts)
+        # NaN where no value was given is no news; where one was, it was left out. (`count_of` returns
+        # the `math.nan` object itself, which `list.count` finds by identity, at C speed.)
+        if self.note and counts.count(math.nan) > values.count(None):
+            self.rejected.extend((row, concept, value) for row, value, count in zip(rows, values, counts, strict=True)
+                                 if value is not None and math.isnan(count))
 
     def column(self, concept: str) -> np.ndarray:
         column = np.full(self.n, math.nan)

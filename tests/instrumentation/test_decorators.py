@@ -203,6 +203,20 @@ def test_context_manager_form_sync_and_async(record) -> None:
     assert "async block" in spans
 
 
+def test_usage_with_an_impossible_count_keeps_the_span_and_the_rest(record) -> None:
+    def body() -> None:
+        with profiler.llm(model="gpt-4o") as call:
+            call.record_usage({"model": "gpt-4o", "usage": {"prompt_tokens": float("inf"), "completion_tokens": 7}})
+        with profiler.llm(model="gpt-4o-mini"):
+            profiler.record_usage(input_tokens=float("inf"), output_tokens=3)
+
+    spans = record(body)
+    usage = attrs(spans["chat gpt-4o"])
+    assert usage["gen_ai.usage.output_tokens"] == 7 and "gen_ai.usage.input_tokens" not in usage
+    usage = attrs(spans["chat gpt-4o-mini"])
+    assert usage["gen_ai.usage.output_tokens"] == 3 and "gen_ai.usage.input_tokens" not in usage
+
+
 def test_every_thread_and_task_span_has_the_agent_as_parent(tmp_path: Path) -> None:
     @profiler.tool
     def work(i: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instrumentation.usage import extract_usage
+from instrumentation.usage import MAX_TOKENS_PER_CALL, extract_usage
 
 openai_types = pytest.importorskip("openai.types")
 anthropic_types = pytest.importorskip("anthropic.types")
@@ -74,3 +74,16 @@ def test_plain_dicts_of_either_shape() -> None:
                                                               "cache_read_input_tokens": 5}}
     assert extract_usage(openai_dict).input_tokens == 10  # type: ignore[union-attr]
     assert extract_usage(anthropic_dict).input_tokens == 15  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("impossible", [float("inf"), float("nan"), 1e30, 2**63 - 1, -5, "inf"])
+def test_a_count_that_cannot_be_real_is_left_out_and_the_rest_kept(impossible: object) -> None:
+    # inf raised OverflowError here, and the whole call's usage (the span, in a decorator) was lost.
+    usage = extract_usage({"model": "gpt-4o", "usage": {"prompt_tokens": impossible, "completion_tokens": 10}})
+    assert usage is not None
+    assert (usage.input_tokens, usage.output_tokens, usage.model) == (None, 10, "gpt-4o")
+
+
+def test_the_ceiling_itself_is_a_count() -> None:
+    usage = extract_usage({"usage": {"input_tokens": MAX_TOKENS_PER_CALL, "output_tokens": MAX_TOKENS_PER_CALL + 1}})
+    assert usage is not None and (usage.input_tokens, usage.output_tokens) == (MAX_TOKENS_PER_CALL, None)

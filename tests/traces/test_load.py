@@ -206,7 +206,8 @@ def _record_spans() -> list:
                 "gen_ai.operation.name": "chat",
                 "gen_ai.provider.name": "openai",
                 "gen_ai.request.model": "gpt-4o",
-                "gen_ai.usage.input_tokens": 2**40,
+                "gen_ai.usage.input_tokens": 987_654_321,
+                "sessionprof.sampler.bytes": 2**40,
                 "gen_ai.usage.output_tokens": 17,
                 "server.address": "api.openai.com",
                 "sessionprof.latency.ratio": 0.25,
@@ -244,7 +245,7 @@ def test_otlp_json_from_the_encoder_follows_the_json_mapping() -> None:
     assert chat["kind"] == 3  # OTLP SPAN_KIND_CLIENT
     assert chat["status"] == {"code": 1}
     values = {a["key"]: a["value"] for a in chat["attributes"]}
-    assert values["gen_ai.usage.input_tokens"] == {"intValue": str(2**40)}
+    assert values["sessionprof.sampler.bytes"] == {"intValue": str(2**40)}
     assert values["sessionprof.flag"] == {"boolValue": True}
     assert values["sessionprof.latency.ratio"] == {"doubleValue": 0.25}
     assert values["sessionprof.tags"] == {
@@ -277,9 +278,9 @@ def test_otlp_json_from_the_encoder_round_trips_through_the_reader(tmp_path: Pat
         "gpt-4o",
         "openai",
     )
-    assert chat["input_tokens"] == float(2**40) and chat["output_tokens"] == 17.0
+    assert chat["input_tokens"] == 987_654_321.0 and chat["output_tokens"] == 17.0
     assert chat["remote"]
-    assert chat["attributes"]["gen_ai.usage.input_tokens"] == 2**40  # int64 strings come back as ints
+    assert chat["attributes"]["sessionprof.sampler.bytes"] == 2**40  # int64 strings come back as ints
     assert chat["attributes"]["sessionprof.flag"] is True
     assert chat["attributes"]["sessionprof.tags"] == ["a", "b"]
     assert rows.loc["execute_tool search", "status"] == "error"

@@ -29,13 +29,7 @@ def decode_any_value(value: Any) -> Any:
     if "stringValue" in value:
         return value["stringValue"]
     if "intValue" in value:
-        inner = value["intValue"]
-        if type(inner) is int:
-            return inner
-        try:
-            return int(inner)
-        except (TypeError, ValueError):
-            return None
+        return int_value(value["intValue"])
     if "boolValue" in value:
         return value["boolValue"]
     if "doubleValue" in value:
@@ -52,6 +46,18 @@ def decode_any_value(value: Any) -> Any:
     return None
 
 
+def int_value(inner: Any) -> Any:
+    """An OTLP `intValue` as an int. One that is no integer is kept as it was written where it is a
+    number or text (an infinite float, `"abc"`), for the reader of its meaning to judge and name;
+    None where it is neither."""
+    if type(inner) is int:
+        return inner
+    try:
+        return int(inner)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
+        return inner if isinstance(inner, (str, float)) else None
+
+
 def decode_attributes(items: Iterable[Any] | None) -> dict[str, Any]:
     """Decode a list of OTLP `KeyValue`s into a dict (keys interned: a million spans share them)."""
     if not items:
@@ -59,7 +65,7 @@ def decode_attributes(items: Iterable[Any] | None) -> dict[str, Any]:
     try:  # the common, well-formed case in one comprehension
         return {_intern(item["key"]): value["stringValue"] if "stringValue" in (value := item["value"])
                 else int(value["intValue"]) if "intValue" in value else decode_any_value(value) for item in items}
-    except (TypeError, KeyError, AttributeError, ValueError):
+    except (TypeError, KeyError, AttributeError, ValueError, OverflowError):
         pass
     attrs: dict[str, Any] = {}
     if not isinstance(items, list):

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from profiler.traces.readers.otlp import _HEX_DIGITS, MAX_NS, _nanos, decode_any_value, status_of_code
+from profiler.traces.readers.otlp import _HEX_DIGITS, MAX_NS, _nanos, decode_any_value, int_value, status_of_code
 from profiler.traces.span_table import SpanBatch
 
 _intern = sys.intern
@@ -152,9 +152,6 @@ def _value(value: _AnyValue | None) -> Any:
     if value is None:
         return None
     if value.intValue is not UNSET:
-        try:
-            return int(value.intValue)
-        except ValueError:
-            return None
+        return int_value(value.intValue)
     return decode_any_value({name: getattr(value, name) for name in _OTHER_VALUES
                              if getattr(value, name) is not UNSET})
