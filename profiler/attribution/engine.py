@@ -9,6 +9,7 @@ Because every quantity is a cumulative curve, the slices telescope and the parts
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -19,6 +20,7 @@ from profiler.attribution.billing import mark_billable
 from profiler.attribution.ledger import Ledger, build_ledger
 from profiler.attribution.memory_shares import MemoryShares, memory_shares, pid_memory_by_gpu, resolve_pids
 from profiler.attribution.tree import depths, leaf_ranges, parent_positions, session_tree
+from profiler.energy.clock_outliers import set_aside_clock_outliers
 from profiler.energy.sensor_checks import gpu_sensors, work_intervals
 from profiler.energy.timeline import QUANTITIES, build_timelines, window_coverage
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, conform
@@ -51,7 +53,8 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
         raise ValueError(f"unknown policy {policy!r} (choose from {', '.join(POLICIES)})")
     prices = prices or Prices()
     spans = conform(run.spans, SPAN_COLUMNS)  # a new frame: setting a column leaves run.spans alone
-    span_parent = parent_positions(spans)
+    cut: list[int] = []
+    span_parent = parent_positions(spans, cut)
     spans["bills_usage"] = mark_billable(spans, span_parent) if len(spans) else pd.Series(dtype=bool)
     steps, parent = session_tree(spans, span_parent) if len(spans) else (spans, span_parent)
     depth = depths(parent)
@@ -59,7 +62,8 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     gpu_names = {g.get("uuid"): g.get("name") for g in run.meta.get("gpus", []) if isinstance(g, dict)}
     baselines = {g.get("uuid"): g.get("mem_baseline_bytes") for g in run.meta.get("gpus", [])
                  if isinstance(g, dict) and g.get("mem_baseline_bytes") is not None}
-    samples = conform(run.samples, SAMPLE_COLUMNS)
+    window = (int(spans["start_ns"].min()), int(spans["end_ns"].max())) if len(spans) else None
+    samples, set_aside = set_aside_clock_outliers(conform(run.samples, SAMPLE_COLUMNS), window)
     timelines = build_timelines(samples, baselines,
                                 sensors=gpu_sensors(run.meta), work=work_intervals(steps))
     pid_memory = pid_memory_by_gpu(samples) if policy == "memory" else {}
@@ -68,7 +72,7 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     self_values = {q: np.zeros(n + 1) for q in QUANTITIES}  # the extra last row is `unattributed`
     measured_any = dict.fromkeys(QUANTITIES, False)
     gpu_cost = np.zeros(n + 1)
-    gpu_cost_priced = True
+    unpriced_gpus: list[str] = []
     conservation: dict[str, dict[str, dict[str, float]]] = {}
     sources: dict[str, set[str]] = {q: set() for q in QUANTITIES}
 
@@ -106,10 +110,11 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
             received, unattributed = shares.distribute(per_slice, n)
             self_values[quantity][:n] += received
             self_values[quantity][n] += unattributed
-            report[quantity] = _check(line.total(quantity), received.sum() + unattributed)
+            report[quantity] = check_conservation(quantity, line.total(quantity), received, unattributed,
+                                                  np.diff(line.curves[quantity]))
             if quantity == "gpu_s":
                 if rate is None:
-                    gpu_cost_priced = False
+                    unpriced_gpus.append(line.gpu)  # the others' dollars are still known: summed, this one flagged
                 else:
                     gpu_cost[:n] += received * rate / 3600.0
                     gpu_cost[n] += unattributed * rate / 3600.0
@@ -121,16 +126,50 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     api_cost, api_source, api_detail = _price_calls(steps, pricer or ApiPricer())
 
     ledger = build_ledger(
-        run=run, steps=steps, parent=parent, depth=depth, self_values=self_values, measured_any=measured_any,
+        run=replace(run, samples=samples) if set_aside.counts else run, steps=steps, parent=parent, depth=depth,
+        self_values=self_values, measured_any=measured_any,
         coverage=window_coverage(start_ns, end_ns, timelines),
         self_wall_s=self_wall_s, tokens=tokens, api_cost=api_cost, api_source=api_source, api_detail=api_detail,
-        gpu_cost=gpu_cost if timelines and gpu_cost_priced else None, prices=prices, timelines=timelines,
+        gpu_cost=gpu_cost if len(unpriced_gpus) < len(timelines) else None, prices=prices, timelines=timelines,
         conservation=conservation, sources={k: sorted(v) for k, v in sources.items()}, policy=policy,
     )
+    if cut:
+        _note_cycles(ledger, spans, cut)
+    if unpriced_gpus:
+        _note_unpriced_gpus(ledger, unpriced_gpus, gpu_names, all_unpriced=len(unpriced_gpus) == len(timelines))
+    if set_aside.counts:
+        ledger.checks["samples_set_aside"] = set_aside.counts
+        ledger.checks.setdefault("warnings", []).extend(set_aside.warnings())
     if policy == "memory":
         ledger.run["policy_fallback"] = fallback
     _add_slow_readings(ledger.totals.get("gpus", []), samples)
     return ledger
+
+
+def _note_unpriced_gpus(ledger: Ledger, gpus: list[str], names: dict[Any, Any], *, all_unpriced: bool) -> None:
+    """Flag the GPUs without a $/GPU-hour: their dollars are left out of the GPU dollars, never 0.
+    Where no GPU has a price there are no GPU dollars at all, which their source already says."""
+    ledger.checks["unpriced_gpus"] = gpus
+    if all_unpriced:
+        return
+    named = ", ".join(f"{gpu} ({names.get(gpu) or 'model unknown'})" for gpu in gpus)
+    ledger.checks.setdefault("warnings", []).append(
+        f"no $/GPU-hour for {len(gpus)} GPU(s): {named}; the GPU dollars shown are the other GPUs' alone "
+        "(set --gpu-usd-per-hour)")
+
+
+def _note_cycles(ledger: Ledger, spans: pd.DataFrame, cut: list[int]) -> None:
+    """Say which parent cycles were cut, and where (`checks["cycles_cut"]`: the span ids)."""
+    ids = spans["span_id"].to_numpy(dtype=object)[cut]
+    names = spans["name"].to_numpy(dtype=object)[cut]
+    parents = spans["parent_span_id"].to_numpy(dtype=object)[cut]
+    ledger.checks["cycles_cut"] = [str(i) for i in ids]
+    named = "; ".join(f"{name!r} ({i}, whose parent {p} is also its descendant)"
+                      for name, i, p in list(zip(names, ids, parents, strict=True))[:5])
+    more = f" and {len(cut) - 5} more" if len(cut) > 5 else ""
+    ledger.checks.setdefault("warnings", []).append(
+        f"{len(cut)} cycle(s) of parent links (spans that are their own ancestors) cut at the span of each that "
+        f"starts first, now a root, so that no figure is counted twice: {named}{more}")
 
 
 def _add_slow_readings(gpus: list[dict[str, Any]], samples: pd.DataFrame) -> None:
@@ -208,11 +247,42 @@ def _leaf_weights(steps: pd.DataFrame, policy: Policy) -> np.ndarray:
     return np.where(steps["bills_usage"].to_numpy(dtype=bool), tokens, 0.0)
 
 
-def _check(measured: float, attributed: float) -> dict[str, float]:
+#: Quantities whose every part may dip below zero: energy above the idle baseline is a difference,
+#: below zero where a step drew less than the baseline.
+SIGNED_QUANTITIES = frozenset({"active_energy_j"})
+
+
+def check_conservation(quantity: str, measured: float, received: np.ndarray, unattributed: float,
+                       curve_steps: np.ndarray | None = None) -> dict[str, Any]:
+    """Check conservation of one quantity on one GPU: the parts (what each row received, and what
+    nobody held) add up to the measured total, and every part and the total are finite and, unless
+    the quantity is signed (`SIGNED_QUANTITIES`), not negative; nor may the cumulative curve go down
+    between two of its points (`curve_steps`), which only a counter or clock running backwards does.
+
+    Returns:
+        `measured`, `attributed`, `error`, `held`, and `problems`: what failed, in words.
+    """
+    parts = np.append(received, unattributed)
+    attributed = float(parts.sum())
     error = attributed - measured
-    tolerance = 1e-9 * max(1.0, abs(measured))
-    return {"measured": float(measured), "attributed": float(attributed), "error": float(error),
-            "held": bool(abs(error) <= tolerance)}
+    tolerance = 1e-9 * max(1.0, abs(measured)) if np.isfinite(measured) else 0.0
+    non_finite = int(np.count_nonzero(~np.isfinite(parts))) + (0 if np.isfinite(measured) else 1)
+    floor = -tolerance if quantity not in SIGNED_QUANTITIES else -np.inf
+    negative = int(np.count_nonzero(parts < floor)) + (1 if measured < floor else 0)
+    problems = []
+    if curve_steps is not None and quantity not in SIGNED_QUANTITIES:
+        backwards = curve_steps < -1e-9 * max(1.0, abs(measured) if np.isfinite(measured) else 1.0)
+        if backwards.any():
+            problems.append(f"{int(backwards.sum())} step(s) of the curve negative, down to "
+                            f"{float(curve_steps.min()):.6g} (a counter or clock that ran backwards)")
+    if non_finite:
+        problems.append(f"{non_finite} part(s) not finite")
+    if negative:
+        problems.append(f"{negative} part(s) negative (down to {float(min(parts.min(), measured)):.6g})")
+    if not abs(error) <= tolerance:
+        problems.append(f"parts add up to {attributed:.6g}, measured {measured:.6g}")
+    return {"measured": float(measured), "attributed": attributed, "error": float(error),
+            "held": not problems, "problems": problems}
 
 
 def _price_calls(steps: pd.DataFrame, pricer: ApiPricer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

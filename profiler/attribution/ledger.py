@@ -340,10 +340,13 @@ def _gpu_totals(line: GpuTimeline) -> dict[str, Any]:
 
 def _checks(steps: pd.DataFrame, conservation: dict[str, Any], run: Run) -> dict[str, Any]:
     held = all(entry["held"] for per_gpu in conservation.values() for entry in per_gpu.values())
+    problems = [f"GPU {gpu} {quantity}: {'; '.join(entry['problems'])}" for gpu, per_gpu in conservation.items()
+                for quantity, entry in per_gpu.items() if entry.get("problems")]
     unpriced = steps.loc[steps["api_cost_source"] == "unpriced", "model"].fillna("(no model name)")
     checks: dict[str, Any] = {
         "conservation_held": bool(held),
         "conservation": conservation,
+        "conservation_problems": problems,
         "unpriced_models": sorted(set(unpriced)),
         "unpriced_calls": int(len(unpriced)),
         "estimated_energy_steps": int(steps["energy_estimated"].sum()),

@@ -33,6 +33,7 @@ def session_tree(spans: pd.DataFrame, parent: np.ndarray | None = None) -> tuple
     if parent is None or "trace_id_parent" in spans:  # a parent's trace is the span's own here
         trace = spans["trace_id"].to_numpy(dtype=object)
         parent = _without_self_parents(_find_parents(trace, span_ids, trace, parent_ids))
+        cut_cycles(parent, spans["start_ns"].to_numpy(), span_ids)
     # A span that names itself as parent is no root here, though `parent_positions` gives it none.
     names_itself = np.zeros(len(spans), dtype=bool)
     orphan = np.flatnonzero(parent < 0)
@@ -103,16 +104,63 @@ def _encloses_own_session_root(spans: pd.DataFrame, parent: np.ndarray, has_pare
     return marked
 
 
-def parent_positions(spans: pd.DataFrame) -> np.ndarray:
-    """Return, for each row, the row position of its parent, or -1."""
+def parent_positions(spans: pd.DataFrame, cut: list[int] | None = None) -> np.ndarray:
+    """Return, for each row, the row position of its parent, or -1.
+
+    Parent links that close a cycle (malformed input: a span is its own ancestor) are cut, one per
+    cycle, at the span that starts first (`cut_cycles`); the rows cut are appended to `cut`.
+    """
     trace = spans["trace_id"].to_numpy(dtype=object)
     parent_trace = trace
     if "trace_id_parent" in spans:
         given = spans["trace_id_parent"].to_numpy(dtype=object)
         parent_trace = np.where(pd.isna(given), trace, given)
     span_ids = spans["span_id"].to_numpy(dtype=object)
-    return _without_self_parents(_find_parents(trace, span_ids, parent_trace,
-                                               spans["parent_span_id"].to_numpy(dtype=object)))
+    parent = _without_self_parents(_find_parents(trace, span_ids, parent_trace,
+                                                 spans["parent_span_id"].to_numpy(dtype=object)))
+    rows = cut_cycles(parent, spans["start_ns"].to_numpy(), span_ids)
+    if cut is not None:
+        cut.extend(rows)
+    return parent
+
+
+def cut_cycles(parent: np.ndarray, start_ns: np.ndarray, span_ids: np.ndarray) -> list[int]:
+    """Cut every cycle of `parent` links in place: the row of each cycle that starts first (the
+    smallest span id among those that start together) loses its parent and becomes a root, so the
+    answer is the same in whatever order the rows come. Returns the rows cut, in row order.
+    """
+    n = len(parent)
+    if not n:
+        return []
+    # Pointer doubling: after k rounds, `up` is each row's 2^k-th ancestor (-1 past a root), and a
+    # row reaches a root if any ancestor on the way is known to. Rows that never do sit on a cycle
+    # or lead into one; 2^k >= n jumps from any of them lands on a cycle.
+    up = parent.copy()
+    rooted = parent < 0
+    for _ in range(max(1, int(n).bit_length())):
+        live = up >= 0
+        rooted[live] |= rooted[up[live]]
+        up[live] = up[up[live]]
+    stuck = np.flatnonzero(~rooted)
+    if not len(stuck):
+        return []
+    on_cycle = np.unique(up[stuck])
+    seen = np.zeros(n, dtype=bool)
+    cut = []
+    for row in on_cycle.tolist():
+        if seen[row]:
+            continue
+        cycle = [row]
+        seen[row] = True
+        nxt = int(parent[row])
+        while nxt != row:
+            cycle.append(nxt)
+            seen[nxt] = True
+            nxt = int(parent[nxt])
+        first = min(cycle, key=lambda r: (start_ns[r], str(span_ids[r])))
+        parent[first] = -1
+        cut.append(first)
+    return sorted(cut)
 
 
 def _find_parents(trace: np.ndarray, span_ids: np.ndarray, parent_trace: np.ndarray,

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from profiler.arrays import unique_sorted
 from profiler.attribution.tree import (
     add_session_rows,
+    cut_cycles,
     depths,
     leaf_ranges,
     parent_positions,
@@ -236,10 +237,38 @@ def test_a_deep_chain_stays_fast() -> None:
     assert sum(e - f for ranges in found.values() for f, e in ranges) == 2 * n
 
 
-@pytest.mark.parametrize("parent", [[1, 0], [1, 2, 0]])
-def test_cycles_do_not_hang(parent: list[int]) -> None:
+@pytest.mark.parametrize(("parent", "chain"), [([1, 0], [-1, 0]), ([1, 2, 0], [-1, 2, 0]),
+                                               ([2, 0, 1, -1, 3], [-1, 0, 1, -1, 3])])
+def test_a_cycle_is_cut_at_the_span_that_starts_first_and_each_slice_has_one_leaf(
+        parent: list[int], chain: list[int]) -> None:
     n = len(parent)
-    leaves([0] * n, [10] * n, parent)  # returns; who is a leaf in a cycle is unspecified
+    links = np.array(parent)
+    assert cut_cycles(links, np.arange(n) * 10, np.array(list("edcba"[:n]), dtype=object)) == [0]
+    assert links.tolist() == chain
+    found = leaves([0] * n, [10] * n, links)
+    assert sum(e - f for ranges in found.values() for f, e in ranges) == 10 * chain.count(-1)  # one leaf a tree
+
+
+def test_cutting_cycles_does_not_depend_on_the_order_of_the_rows() -> None:
+    # Two spans that name each other, in either order: the one that starts first is the root.
+    for order in ([0, 1], [1, 0]):
+        rows = [span("a", "b", start=0, end=2), span("b", "a", start=1, end=2)]
+        frame = spans_frame([rows[i] for i in order])
+        cut: list[int] = []
+        parent = parent_positions(frame, cut)
+        assert frame["span_id"].iloc[cut].tolist() == ["a"]
+        assert parent[order.index(0)] == -1 and parent[order.index(1)] == order.index(0)
+
+
+def test_a_span_that_starts_with_others_in_its_cycle_is_told_apart_by_its_id() -> None:
+    links = np.array([2, 0, 1])
+    assert cut_cycles(links, np.zeros(3), np.array(["z", "y", "x"], dtype=object)) == [2]
+
+
+def test_no_cycle_is_no_cut() -> None:
+    links = np.array([-1, 0, 1, 0, -1])
+    assert cut_cycles(links, np.zeros(5), np.array(list("abcde"), dtype=object)) == []
+    assert links.tolist() == [-1, 0, 1, 0, -1]
 
 
 def test_subtree_sums_of_several_columns_match_one_at_a_time() -> None:
