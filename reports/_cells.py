@@ -66,6 +66,30 @@ def api_cell(row: pd.Series) -> str:
     return value + ("+?" if row.get("unpriced_calls", 0) else "")
 
 
+#: What run.json's `gpu_backend` says the samples were read from.
+_BACKENDS = {"nvml": "NVML samples", "replay": "a replay of recorded samples", "fake": "a test double"}
+
+
+def gpu_source(run: dict[str, Any], totals: dict[str, Any]) -> str:
+    """Where the GPU figures come from: `NVML samples`, `nvidia-smi CSV gpu.csv`, a replay, or
+    `none sampled`."""
+    if not totals.get("gpus"):
+        return "none sampled"
+    if run.get("gpu_samples_kind"):
+        return f"{run['gpu_samples_kind']} {run.get('gpu_samples_source') or ''}".strip()
+    return _BACKENDS.get(str(run.get("gpu_backend")), "samples of the run")
+
+
+def gpu_fact(run: dict[str, Any], totals: dict[str, Any]) -> str:
+    """`GPU: <names> (from <where the figures come from>)`, or that none was sampled."""
+    named = ", ".join(str(g.get("name") or g.get("uuid")) for g in run.get("gpus") or [] if isinstance(g, dict))
+    sampled = ", ".join(str(g["gpu"]) for g in totals.get("gpus") or [])
+    source = gpu_source(run, totals)
+    if sampled:
+        return f"GPU: {named or sampled} (from {source})"
+    return f"GPU: {named} (none sampled)" if named else "GPU: none sampled"
+
+
 def _located_note(within_ms: float | None) -> str:
     """Where the counter's updates were located: a power edge at a step's end may move by as much."""
     if within_ms is None or not math.isfinite(within_ms):
@@ -91,7 +115,9 @@ def notes(ledger: Ledger) -> list[str]:
         lines.append(f"energy $: {sources.get('energy_cost_usd')}; CO2: {sources.get('co2_g')}")
         lines.append(f"GPU $: {sources.get('gpu_cost_usd')} ({ledger.steps['gpu_cost_source'].iat[0]})")
         held = "held" if checks.get("conservation_held") else "FAILED"
-        lines.append(f"conservation check: {held} (steps + session overhead + unattributed = measured, per GPU)")
+        lines.append(f"conservation check: {held} (steps + session overhead + unattributed = measured, per GPU, "
+                     "every part finite and not negative)")
+        lines.extend(f"conservation FAILED: {problem}" for problem in checks.get("conservation_problems") or [])
     else:
         lines.append(f"GPU: {NOT_MEASURED} not measured (no GPU samples in this run)")
     if checks.get("unpriced_calls"):

@@ -18,7 +18,7 @@ from profiler.analysis import insights
 from profiler.attribution.ledger import Ledger
 from profiler.model import SESSION_KIND, UNATTRIBUTED_KIND
 from reports import _svg
-from reports._cells import NOT_MEASURED, api_cell, missing, notes, number, step_label, tokens, usd
+from reports._cells import NOT_MEASURED, api_cell, gpu_fact, missing, notes, number, step_label, tokens, usd
 from reports._html_assets import CONTENT_SECURITY_POLICY, CSS, JS_HEAD
 from reports._svg import esc
 
@@ -100,10 +100,9 @@ def _header(ledger: Ledger) -> str:
     start_ns, _ = insights.time_window(ledger)
     started = datetime.fromtimestamp(start_ns / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC") \
         if start_ns else NOT_MEASURED
-    gpus = ", ".join(str(g.get("name") or g.get("uuid")) for g in run.get("gpus") or [] if isinstance(g, dict))
     facts = [f"{totals.get('sessions', 0)} session(s)", f"{totals.get('steps', 0)} steps",
              f"{totals.get('model_calls', 0)} model calls", f"{totals.get('tool_calls', 0)} tool calls",
-             f"started {started}", f"GPU: {gpus or 'none sampled'}"]
+             f"started {started}", gpu_fact(run, totals)]
     if totals.get("errors"):
         facts.append(f"{totals['errors']} failed step(s)")
     source = run.get("source")
@@ -134,8 +133,11 @@ def _headline(ledger: Ledger) -> str:
     bar = "".join(f'<div style="width:{v / whole * 100:.2f}%;background:{c}"></div>'
                   for v, (_, _, c) in zip(known, parts, strict=True) if whole > 0 and v > 0)
     unpriced = ledger.checks.get("unpriced_calls") or 0
-    total_text = usd(t.get("total_cost_usd")) + ("+?" if unpriced else "")
-    total_source = "sum of the known parts" + (f"; {unpriced} unpriced model call(s) not included" if unpriced else "")
+    unpriced_gpus = ledger.checks.get("unpriced_gpus") or []
+    left_out = ([f"{unpriced} unpriced model call(s)"] if unpriced else []) + (
+        [f"the GPU dollars of {', '.join(unpriced_gpus)} (no $/GPU-hour)"] if unpriced_gpus else [])
+    total_text = usd(t.get("total_cost_usd")) + ("+?" if left_out else "")
+    total_source = "sum of the known parts" + (f"; not included: {'; '.join(left_out)}" if left_out else "")
     cards = [
         _card("total_cost_usd", "Total dollars", t.get("total_cost_usd"), total_text, total_source, big=True,
               extra=f'<div class="parts">{split}</div><div class="splitbar">{bar}</div>'),

@@ -57,6 +57,7 @@ def load(path: str | Path, gpu_samples: str | Path | None = None, *, tz: str | N
         torn: list[int] = []
         run.samples = read_gpu_samples(Path(gpu_samples), warnings, tz, meta=run.meta, torn=torn)
         run.meta["gpu_samples_source"] = str(gpu_samples)
+        run.meta["gpu_samples_kind"] = "nvidia-smi CSV" if looks_like_nvidia_smi(Path(gpu_samples)) else "samples file"
         _count_torn(run.meta, "samples", torn)
     for message in warnings:
         logger.warning("%s", message)

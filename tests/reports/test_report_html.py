@@ -3,6 +3,9 @@ ledger's; and in a real headless Chromium: no errors, no network, a screenshot."
 
 from __future__ import annotations
 
+import base64
+import copy
+import hashlib
 import json
 import re
 import shutil
@@ -152,6 +155,31 @@ def test_page_is_self_contained(golden_ledger: Ledger) -> None:
     assert len(page) < 400_000
 
 
+def test_only_the_pages_own_script_may_run_named_by_its_hash(golden_ledger: Ledger) -> None:
+    page = render(golden_ledger, "html")
+    directives = dict(part.strip().split(" ", 1) for part in CONTENT_SECURITY_POLICY.split(";"))
+    [script] = re.findall(r"<script>(.*?)</script>", page, re.S)
+    digest = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+    assert directives["script-src"] == f"'sha256-{digest}'"  # no 'unsafe-inline': an injected script is refused
+    assert "unsafe-inline" not in directives["script-src"] and "unsafe-eval" not in CONTENT_SECURITY_POLICY
+
+
+def test_the_header_says_where_the_gpu_figures_come_from(golden_ledger: Ledger, cpu_only_ledger: Ledger) -> None:
+    def header(ledger: Ledger) -> str:
+        return re.search(r'<div class="sub">(.*?)</div>', render(ledger, "html")).group(1)
+
+    assert "· GPU: none sampled" in header(cpu_only_ledger)
+    smi = copy.deepcopy(golden_ledger)
+    smi.run.update(gpus=[], gpu_samples_kind="nvidia-smi CSV", gpu_samples_source="gpu.csv")
+    gpus = ", ".join(g["gpu"] for g in smi.totals["gpus"])
+    assert f"· GPU: {gpus} (from nvidia-smi CSV gpu.csv)" in header(smi)
+    nvml = copy.deepcopy(golden_ledger)
+    nvml.run.update(gpus=[{"uuid": "GPU-1", "name": "NVIDIA H100 80GB HBM3"}], gpu_backend="nvml")
+    assert "· GPU: NVIDIA H100 80GB HBM3 (from NVML samples)" in header(nvml)
+    nvml.run["gpu_backend"] = "replay"
+    assert "· GPU: NVIDIA H100 80GB HBM3 (from a replay of recorded samples)" in header(nvml)
+
+
 def test_trace_strings_are_escaped(hostile_ledger: Ledger) -> None:
     page = render(hostile_ledger, "html")
     assert HOSTILE not in page and "<img src=x" not in page and "<b>acme</b>" not in page
@@ -271,8 +299,10 @@ def test_page_in_headless_chromium(hostile_ledger: Ledger, tmp_path: Path) -> No
 
     control_dom = parse(results["control"][0])
     control_errors = next(n for n in control_dom.walk() if n.attrs.get("id") == "page-errors")
-    assert int(control_errors.attrs["data-count"]) >= 3, control_errors.text()
-    assert "boom" in control_errors.text() and "blocked: img-src" in control_errors.text()
+    assert int(control_errors.attrs["data-count"]) >= 2, control_errors.text()
+    # The page's own script runs (it records the errors); the injected one is refused by its hash.
+    assert "blocked: img-src" in control_errors.text() and "blocked: script-src" in control_errors.text()
+    assert "boom" not in control_errors.text()
     assert re.search(r":CONSOLE[:(]\d+", results["control"][1]), "chromium logs console messages to stderr"
 
     out, err = results["dom"]

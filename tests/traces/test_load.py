@@ -142,6 +142,10 @@ def test_gpu_samples_given_to_load_replace_the_run_directorys_own(tmp_path: Path
     run = load(run_dir, gpu_samples=other / "samples.csv")
     assert run.samples["t_ns"].min() == ns(10.0)
     assert run.meta["gpu_samples_source"] == str(other / "samples.csv")
+    assert run.meta["gpu_samples_kind"] == "samples file"
+    smi = tmp_path / "gpu.csv"
+    smi.write_text("timestamp, uuid, power.draw [W]\n2023/11/14 22:13:20.000, GPU-1, 100 W\n")
+    assert load(run_dir, gpu_samples=smi, tz="UTC").meta["gpu_samples_kind"] == "nvidia-smi CSV"
 
 
 def test_a_file_that_is_not_a_trace_names_the_line(tmp_path: Path) -> None:
