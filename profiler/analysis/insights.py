@@ -64,22 +64,33 @@ def model_turns(ledger: Ledger) -> pd.DataFrame:
     })
     carried = pd.Series(inp + out).groupby(session, sort=False).shift(1).to_numpy()
     turns["resent_tokens"] = np.where(np.isnan(carried), 0.0, np.minimum(inp, carried))
-    turns["cumulative_cost_usd"] = np.nan
-    turns["cumulative_api_cost_usd"] = np.nan
-    done = work_steps(ledger)
-    done_session = done["session_id"].astype(object).fillna("").to_numpy()
-    for key in dict.fromkeys(session):
-        mine = done[done_session == key].sort_values("end_ns", kind="stable")
-        ends = mine["end_ns"].to_numpy(dtype=np.int64)
-        rows = np.flatnonzero(session == key)
-        finished = np.searchsorted(ends, turns["end_ns"].to_numpy()[rows], side="right")
-        for source, target in (("self_total_cost_usd", "cumulative_cost_usd"),
-                               ("self_api_cost_usd", "cumulative_api_cost_usd")):
-            values = mine[source].to_numpy(dtype=float)
-            running = np.concatenate([[0.0], np.cumsum(np.nan_to_num(values))])
-            priced = np.concatenate([[0], np.cumsum(~np.isnan(values))])
-            turns.loc[rows, target] = np.where(priced[finished] > 0, running[finished], np.nan)
+    _add_spending_so_far(turns, work_steps(ledger), session)
     return turns[list(_TURN_COLUMNS)]
+
+
+def _add_spending_so_far(turns: pd.DataFrame, done: pd.DataFrame, session: np.ndarray) -> None:
+    """Set each turn's `cumulative_cost_usd` and `cumulative_api_cost_usd`: the own dollars of the
+    steps of its session that ended by the turn's end (NaN while none of them was priced).
+
+    One sort of the steps' ends and the turns' ends together, by session, then time, steps before
+    turns at the same instant: a running sum within each session read at each turn. Linear in the
+    rows (a pass per session took 119 s at 30,000 sessions).
+    """
+    n_done = len(done)
+    codes, _ = pd.factorize(np.concatenate([done["session_id"].astype(object).fillna("").to_numpy(), session]))
+    ends = np.concatenate([done["end_ns"].to_numpy(dtype=np.int64), turns["end_ns"].to_numpy(dtype=np.int64)])
+    is_turn = np.arange(len(ends)) >= n_done
+    order = np.lexsort((is_turn, ends, codes))
+    group = codes[order]
+    asked = is_turn[order]
+    for source, target in (("self_total_cost_usd", "cumulative_cost_usd"),
+                           ("self_api_cost_usd", "cumulative_api_cost_usd")):
+        values = np.concatenate([done[source].to_numpy(dtype=float), np.full(len(turns), np.nan)])[order]
+        running = pd.Series(np.nan_to_num(values)).groupby(group, sort=False).cumsum().to_numpy()
+        priced = pd.Series(~np.isnan(values)).groupby(group, sort=False).cumsum().to_numpy()
+        answer = np.full(len(turns), np.nan)
+        answer[order[asked] - n_done] = np.where(priced[asked] > 0, running[asked], np.nan)
+        turns[target] = answer
 
 
 @dataclass

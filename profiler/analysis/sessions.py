@@ -149,32 +149,50 @@ def session_summaries(ledger: Ledger) -> pd.DataFrame:
     """One row per session (in order of start) with its totals; see `SUMMARY_COLUMNS`.
 
     Sums are of the steps' own (`self_`) figures, the session's overhead included, so they add up
-    to the run's totals less the `unattributed` row.
+    to the run's totals less the `unattributed` row. Each session is a code of one factorisation,
+    and every figure one pass over the steps: linear in the steps, whatever the number of sessions.
     """
     steps = ledger.steps[ledger.steps["kind"] != UNATTRIBUTED_KIND]
     if not len(steps):
         return pd.DataFrame({name: pd.Series(dtype=object) for name in SUMMARY_COLUMNS})
-    session = steps["session_id"].fillna("(none)")
-    groups = steps.groupby(session, sort=False)
-    kinds = steps["kind"]
+    codes, ids = pd.factorize(steps["session_id"].fillna("(none)"), sort=False)
+    n = len(ids)
+    kinds = steps["kind"].to_numpy(dtype=object)
+
+    def count(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=mask, minlength=n).astype(np.int64)
+
     frame = pd.DataFrame({
-        "start_ns": groups["start_ns"].min(),
-        "end_ns": groups["end_ns"].max(),
-        "steps": (kinds != SESSION_KIND).groupby(session, sort=False).sum(),
-        "model_calls": groups["bills_usage"].sum(),
-        "tool_calls": (kinds == "execute_tool").groupby(session, sort=False).sum(),
-        "errors": (steps["status"] == "error").groupby(session, sort=False).sum(),
-    })
+        "start_ns": steps["start_ns"].groupby(codes).min().to_numpy(dtype=np.int64),
+        "end_ns": steps["end_ns"].groupby(codes).max().to_numpy(dtype=np.int64),
+        "steps": count(kinds != SESSION_KIND),
+        "model_calls": count(steps["bills_usage"].to_numpy(dtype=bool)),
+        "tool_calls": count(kinds == "execute_tool"),
+        "errors": count(steps["status"].to_numpy(dtype=object) == "error"),
+    }, index=pd.Index(ids, dtype=object))
     for name in ("input_tokens", "output_tokens", "cache_read_tokens", "api_cost_usd", "gpu_cost_usd",
                  "energy_j", "gpu_mem_gib_s", "total_cost_usd", "unpriced_calls"):
         column = f"self_{name}"
-        frame[name] = groups[column].sum(min_count=1) if column in steps else np.nan
-    billing = steps[steps["bills_usage"]]
-    models = billing.groupby(billing["session_id"].fillna("(none)"), sort=False)["model"].agg(
-        lambda values: ", ".join(sorted({str(v) for v in values if v is not None})))
-    frame["models"] = models.reindex(frame.index).fillna("")
+        frame[name] = _sum_of_known(codes, n, steps[column].to_numpy(dtype=float)) if column in steps else np.nan
+    frame["models"] = _models(codes, n, steps)
     frame["wall_s"] = (frame["end_ns"] - frame["start_ns"]) / 1e9
-    for name in ("steps", "model_calls", "tool_calls", "errors"):
-        frame[name] = frame[name].astype(np.int64)
     frame = frame.sort_values("start_ns", kind="stable").reset_index(names="session_id")
     return frame[list(SUMMARY_COLUMNS)]
+
+
+def _sum_of_known(codes: np.ndarray, n: int, values: np.ndarray) -> np.ndarray:
+    """Each session's sum of `values`; NaN where none of its values is known (as pandas' min_count=1)."""
+    known = ~np.isnan(values)
+    sums = np.bincount(codes, weights=np.where(known, values, 0.0), minlength=n)
+    return np.where(np.bincount(codes, weights=known, minlength=n) > 0, sums, np.nan)
+
+
+def _models(codes: np.ndarray, n: int, steps: pd.DataFrame) -> list[str]:
+    """Each session's billed models, sorted and joined with ", " ("" for none)."""
+    billing = steps["bills_usage"].to_numpy(dtype=bool) & steps["model"].notna().to_numpy()
+    pairs = sorted(set(zip(codes[billing].tolist(), map(str, steps["model"].to_numpy(dtype=object)[billing]),
+                           strict=True)))
+    names: list[list[str]] = [[] for _ in range(n)]
+    for code, model in pairs:
+        names[code].append(model)
+    return [", ".join(models) for models in names]

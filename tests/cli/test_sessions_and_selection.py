@@ -133,3 +133,17 @@ def test_sessions_of_a_jaeger_download() -> None:
     assert result.exit_code == 0
     assert [s["session_id"] for s in json.loads(result.stdout)["sessions"]] == [
         "conv-jaeger-1", "00000000000000006e0c63257de34c92"]
+
+
+def test_the_sessions_table_lines_up_wide_characters() -> None:
+    from rich.cells import cell_len
+
+    from reports.sessions_report import render_sessions
+    from tests.builders import chat, make_run, span
+
+    rows = [span("a", start=0, end=2, session="会話-一"), chat("c", "a", start=0, end=1, session="会話-一"),
+            span("b", start=3, end=5, session="conv-b", trace="t2"), chat("d", "b", start=3, end=4, session="conv-b",
+                                                                          trace="t2")]
+    lines = render_sessions(session_summaries(profiler.attribute(make_run(rows))), "table").splitlines()[1:]
+    starts = {cell_len(line[:line.index("Start" if i == 0 else "20")]) for i, line in enumerate(lines)}
+    assert len(lines) == 3 and len(starts) == 1  # the Start column begins at one terminal column on every line

@@ -108,3 +108,17 @@ def test_gpu_series_derives_power_from_the_energy_counter(golden_ledger: Ledger)
     series = insights.gpu_series(ledger)
     assert np.isfinite(series["power_w"]).all()
     assert series["power_w"].max() == pytest.approx(350, abs=10)
+
+
+def test_spending_so_far_counts_the_steps_of_the_turns_session_that_ended_by_its_end(
+        two_session_ledger: Ledger) -> None:
+    turns = insights.model_turns(two_session_ledger)
+    steps = insights.work_steps(two_session_ledger)
+    assert turns["session_id"].nunique() == 2
+    for _, turn in turns.iterrows():
+        done = steps[(steps["session_id"] == turn["session_id"]) & (steps["end_ns"] <= turn["end_ns"])]
+        for source, target in (("self_total_cost_usd", "cumulative_cost_usd"),
+                               ("self_api_cost_usd", "cumulative_api_cost_usd")):
+            priced = done[source].dropna()
+            expected = priced.sum() if len(priced) else math.nan
+            assert turn[target] == pytest.approx(expected, nan_ok=True), (turn["span_id"], target)
