@@ -210,6 +210,8 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
                 batch.extend(records_of(item))
             except TraceFormatError as err:
                 raise TraceFormatError(f"{path}:{line_no}: {err}") from None
+            except RecursionError:  # values nested deeper than a reader walks (attributes in attributes)
+                raise TraceFormatError(f"{path}:{line_no}: JSON nested too deeply to read") from None
             if len(batch.trace_id) >= _BATCH:
                 flush()
     flush()

@@ -225,8 +225,7 @@ class _ValueReader:
             return False
         self.torn_checks += 1
         before = self._pending_text()
-        error = _first_error(before + line)
-        return error >= _content_end(before) or self._fails_where_first_line_ends(before + line, error)
+        return _cut_short(before, line) or self._fails_where_first_line_ends(before + line, _first_error(before + line))
 
     def _fails_where_first_line_ends(self, text: str, error: int) -> bool:
         """Whether decoding `text` (the open lines, and more) fails between the end of the first line's
@@ -256,9 +255,10 @@ class _ValueReader:
             return
         self.pending = []
         # A writer killed mid-write leaves a last line without its newline; a last line that does
-        # end in one but still fails to parse before its end is broken, not cut short.
-        cut_short = not text.endswith(("\n", "\r"))
+        # end in one is cut short only if it fails no earlier than its end (else it is broken).
+        ended = text.endswith(("\n", "\r"))
         text = text.strip()
+        cut_short = not ended or _cut_short(text + "\n", "")
         self.value_line = self.pending_start
         values = _decode_all(text)
         if values is None:
@@ -270,16 +270,16 @@ class _ValueReader:
             yield self.pending_start, value
 
     def _whole_line_follows(self) -> bool:
-        """Whether the line after the open value's first is a whole value on its own, which shows the
-        first to be cut short."""
-        if len(self.pending) < 2:
+        """Whether, at the end of the file, the open value's first line is a JSON Lines line cut short
+        (a key on it, failing no earlier than its end) with a whole value on the next line."""
+        if len(self.pending) < 2 or not _FIRST_KEY.match(self.pending[0]):
             return False
         first, second = (line.decode("utf-8", "replace") for line in self.pending[:2])
         try:
             alone = _loads(second)
         except json.JSONDecodeError:
             return False
-        return bool(alone) and _cut_short(first, second)
+        return bool(alone) and _cut_short(first.rstrip() + "\n", "")
 
     def _pending_text(self) -> str:
         return b"".join(self.pending).decode("utf-8", "replace")
@@ -287,11 +287,12 @@ class _ValueReader:
 
 def _after_cut_short(line: str, last_whole: bytes) -> list[Any] | None:
     """The values after a line cut short mid-write, when the next write went on in the same line:
-    a whole value from where the first key of this line, or of the last whole line, appears
-    again. None if there are none."""
+    a whole value from where the first key of this line (or of the part after its start, where
+    the cut left less than a key), or of the last whole line, appears again. None if there are
+    none."""
     data = line.encode("utf-8", "replace")
-    markers = {match.group(0).lstrip() for match in map(_FIRST_KEY.match, (data, last_whole)) if match}
-    for marker in markers:
+    found = [_FIRST_KEY.match(data) or _FIRST_KEY.search(data, 1), _FIRST_KEY.match(last_whole)]
+    for marker in dict.fromkeys(match.group(0).lstrip() for match in found if match):
         at = data.find(marker, 1)
         while at > 0:
             values = _decode_all(data[at:].decode("utf-8", "replace"))
@@ -317,10 +318,11 @@ def _decode_all(text: str) -> list[Any] | None:
 
 
 def _cut_short(before: str, line: str) -> bool:
-    """Whether `before` (lines of an open value) is cut short, given the whole value on the line after
-    it: the two fail to decode as one no earlier than where `before` ends (a line broken inside
-    itself fails before its end)."""
-    return _first_error(before + line) >= _content_end(before)
+    """Whether `before` (the lines of an open value) is cut short, given the `line` after it: the two
+    fail to decode as one where `before` ends, no earlier (a line broken inside itself fails before
+    its end) and no later (a value that `line` goes on from fails, if at all, further on)."""
+    error = _first_error(before + line)
+    return _content_end(before) <= error <= len(before) + len(line) - len(line.lstrip())
 
 
 def _content_end(text: str) -> int:

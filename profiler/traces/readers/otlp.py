@@ -117,27 +117,29 @@ def status_of_code(code: Any) -> str:
 
 
 def resource_spans_of(document: Any) -> Iterator[dict[str, Any]]:
-    """Yield the `ResourceSpans` of a document, whichever wrapper it has."""
-    if isinstance(document, list):
-        for item in document:
-            yield from resource_spans_of(item)
-        return
-    if not isinstance(document, dict):
-        return
-    if "resourceSpans" in document or "resource_spans" in document:
-        for item in document.get("resourceSpans") or document.get("resource_spans") or []:
-            if isinstance(item, dict):
-                yield item
-    elif "scopeSpans" in document or "scope_spans" in document:
-        yield document
-    elif isinstance(document.get("result"), dict):  # Jaeger's api/v3 answer wraps OTLP in `result`
-        yield from resource_spans_of(document["result"])
+    """Yield the `ResourceSpans` of a document, whichever wrapper it has (lists of documents, at
+    any depth, without recursion)."""
+    stack = [document]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(reversed(item))
+        elif not isinstance(item, dict):
+            continue
+        elif "resourceSpans" in item or "resource_spans" in item:
+            for resource_spans in item.get("resourceSpans") or item.get("resource_spans") or []:
+                if isinstance(resource_spans, dict):
+                    yield resource_spans
+        elif "scopeSpans" in item or "scope_spans" in item:
+            yield item
+        elif isinstance(item.get("result"), dict):  # Jaeger's api/v3 answer wraps OTLP in `result`
+            stack.append(item["result"])
 
 
 def looks_like_otlp(document: Any) -> bool:
-    """Whether a decoded JSON value is OTLP traces (possibly empty)."""
-    if isinstance(document, list):
-        return any(looks_like_otlp(item) for item in document[:1])
+    """Whether a decoded JSON value is OTLP traces (possibly empty): a list, by its first item."""
+    while isinstance(document, list):
+        document = document[0] if document else None
     if not isinstance(document, dict):
         return False
     if any(key in document for key in _OTLP_KEYS):
