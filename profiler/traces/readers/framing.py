@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from profiler.errors import TraceFormatError
 from profiler.traces.readers.lines import MAX_VALUE_ENV, LineTooLong, lines, max_value_bytes, open_bytes
@@ -335,7 +335,15 @@ def _content_end(text: str) -> int:
     return end
 
 
-def _decode_prefix(text: str) -> tuple[list[Any], int, json.JSONDecodeError | None]:
+class _Failure(NamedTuple):
+    """Where and why decoding failed: the decoder's error without its traceback, whose frames would
+    hold the text being decoded (and, while the garbage collector is paused, keep it alive)."""
+
+    pos: int
+    msg: str
+
+
+def _decode_prefix(text: str) -> tuple[list[Any], int, _Failure | None]:
     """Decode the concatenated JSON values at the start of `text`: (the values, where the first
     that does not decode starts (else the text's length), why it does not)."""
     values, index, end = [], 0, len(text)
@@ -347,7 +355,7 @@ def _decode_prefix(text: str) -> tuple[list[Any], int, json.JSONDecodeError | No
         try:
             value, after = _decoder.raw_decode(text, index)
         except json.JSONDecodeError as err:
-            return values, index, err
+            return values, index, _Failure(err.pos, err.msg)
         values.append(value)
         index = after
 
@@ -383,13 +391,13 @@ def _raise_if_broken(path: Path, first_line: int, text: str, *, strict_last_line
             raise _invalid(path, first_line, text, err) from None
 
 
-def _raise_if_not_last_line(path: Path, first_line: int, text: str, err: json.JSONDecodeError) -> None:
+def _raise_if_not_last_line(path: Path, first_line: int, text: str, err: _Failure) -> None:
     """Raise `err` (found decoding `text`) unless it is in the text's last line (unfinished)."""
     if _line_breaks(text, err.pos, len(text.rstrip())):
         raise _invalid(path, first_line, text, err) from None
 
 
-def _invalid(path: Path, first_line: int, text: str, err: json.JSONDecodeError) -> TraceFormatError:
+def _invalid(path: Path, first_line: int, text: str, err: _Failure | json.JSONDecodeError) -> TraceFormatError:
     """The error for invalid JSON at `err.pos` of `text`, which starts at `first_line`."""
     # json counts lines by LF alone; count them as the file breaks them (a lone CR too).
     line = first_line + _line_breaks(text, 0, err.pos)

@@ -185,3 +185,23 @@ def test_a_gzip_bomb_is_refused_in_bounded_memory(tmp_path: Path) -> None:
     message, peak_kib = done.stdout.strip().splitlines()
     assert message.startswith(f"{path}:1: a line or value of more than 256 MiB; refused")
     assert int(peak_kib) * 1024 < 900 * 2**20
+
+
+@pytest.mark.slow
+def test_pretty_printed_values_take_no_more_memory_than_json_lines(tmp_path: Path) -> None:
+    # Each failed try at a pretty value held its text alive through the decoder's traceback while
+    # the collector was paused: an indent=0 file took three times the memory of the same JSON Lines.
+    import tracemalloc
+
+    documents = [json.loads(_line(f"{i:016x}")) for i in range(1, 3001)]
+    peaks = {}
+    for indent in (None, 0):
+        path = tmp_path / f"spans-{indent}.json"
+        path.write_text("".join(json.dumps(d, indent=indent) + "\n" for d in documents))
+        tracemalloc.start()
+        try:
+            assert len(profiler.load(path).spans) == 3000
+            peaks[indent] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peaks[0] < 2 * peaks[None], peaks
