@@ -65,7 +65,11 @@ def read_nvidia_smi(path: Path, warnings: list[str], tz: str | None = None,
     """
     zone = resolve_zone(tz)
     with open_text(path) as stream:
-        lines = list(csv.reader(stream, skipinitialspace=True))
+        reader = csv.reader(stream, skipinitialspace=True)
+        try:
+            lines = list(reader)
+        except csv.Error as err:  # a cell over csv's limit (128 KiB): no nvidia-smi value is that long
+            raise TraceFormatError(f"{path}:{reader.line_num}: not an nvidia-smi CSV ({err})") from None
     lines = [line for line in lines if any(cell.strip() for cell in line)]
     if not lines:
         raise TraceFormatError(f"{path}: empty nvidia-smi CSV")

@@ -246,3 +246,10 @@ def test_a_power_draw_average_column_is_integrated_where_its_window_is_centred(t
     steps = attribute(run).steps.set_index("name")
     assert steps.loc["after", "self_energy_j"] == pytest.approx(truth["after"] - 185.0, abs=2.0)
     assert bool(steps.loc["after", "energy_estimated"])
+
+
+def test_a_cell_too_long_for_any_reading_is_a_one_line_error(tmp_path: Path) -> None:
+    path = write(tmp_path, HEADER + "\n" + f"{stamp(0)}, {UUID}, {'9' * 200_000} W, 10 MiB, 5 %\n")
+    with pytest.raises(TraceFormatError) as err:
+        read_nvidia_smi(path, [], "UTC")
+    assert str(err.value).startswith(f"{path}:2: not an nvidia-smi CSV (field larger than field limit")
