@@ -51,6 +51,8 @@ def step_label(row: pd.Series) -> str:
     name = str(row["name"])
     if row["status"] == "error":
         name += f" [error: {row['error_type'] or 'error'}]"
+    if isinstance(row.get("duplicate_of"), str):
+        name += " (duplicate: counted once)"
     return name
 
 
@@ -97,6 +99,10 @@ def notes(ledger: Ledger) -> list[str]:
     if checks.get("unpriced_calls"):
         lines.append(f"unpriced: {checks['unpriced_calls']} model call(s) of {', '.join(checks['unpriced_models'])} "
                      "(not in genai-prices; totals exclude them)")
+    if checks.get("duplicate_calls"):
+        lines.append(f"duplicates: {checks['duplicate_calls']} model call(s) were described twice (the SDK's own "
+                     "span and an instrumentor's, say); each counted once, the other span kept at $0 "
+                     "(duplicate_of names the span that counts)")
     if checks.get("estimated_energy_steps"):
         lines.append(f"estimated: energy of {checks['estimated_energy_steps']} step(s) shorter than two sensor "
                      "updates, or integrated from power")

@@ -35,7 +35,8 @@ class Ledger:
 
     steps: pd.DataFrame
     """One row per step, one `session` row per session (its overhead) and one `unattributed` row.
-    Columns are inclusive (the step and everything under it) with `self_` twins."""
+    Columns are inclusive (the step and everything under it) with `self_` twins. A model-call span
+    that describes a call another span bills names that span in `duplicate_of` and bills nothing."""
     totals: dict[str, Any]
     """Whole-run figures; each measured quantity equals its device total."""
     checks: dict[str, Any]
@@ -230,6 +231,10 @@ def _identity_columns(steps: pd.DataFrame, run: Run) -> dict[str, Any]:
             ident[name] = _object_column(np.append(steps[name].to_numpy(dtype=object), _objects([last])))
     ident["tool_name"] = _object_column(np.append(tool_name, None))
     ident["error_type"] = _object_column(np.append(_attribute_values(attributes, "error.type"), None))
+    duplicate_of = steps["duplicate_of"].to_numpy(dtype=object, copy=True) if "duplicate_of" in steps else np.full(
+        len(steps), None, dtype=object)
+    duplicate_of[pd.isna(duplicate_of)] = None  # the session rows the tree added
+    ident["duplicate_of"] = _object_column(np.append(duplicate_of, None))
     return ident
 
 
@@ -284,7 +289,7 @@ def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,
 
 def _order_columns(columns: dict[str, Any]) -> dict[str, Any]:
     first = ["span_id", "parent_span_id", "trace_id", "session_id", "name", "kind", "status", "depth", "start_ns",
-             "end_ns", "model", "provider", "tool_name", "remote", "error_type"]
+             "end_ns", "model", "provider", "tool_name", "remote", "error_type", "duplicate_of"]
     paired = [c for name in INCLUSIVE_COLUMNS for c in (name, f"self_{name}")]
     rest = [c for c in columns if c not in first and c not in paired]
     return {name: columns[name] for name in first + paired + rest}
@@ -346,6 +351,7 @@ def _checks(steps: pd.DataFrame, conservation: dict[str, Any], run: Run) -> dict
         "conservation": conservation,
         "unpriced_models": sorted(set(unpriced)),
         "unpriced_calls": int(len(unpriced)),
+        "duplicate_calls": int(steps["duplicate_of"].notna().sum()),
         "estimated_energy_steps": int(steps["energy_estimated"].sum()),
         "incomplete_run": run.meta.get("status") not in (None, "complete"),
         "dropped": run.meta.get("dropped", {}),
