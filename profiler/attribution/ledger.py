@@ -36,7 +36,8 @@ class Ledger:
     steps: pd.DataFrame
     """One row per step, one `session` row per session (its overhead) and one `unattributed` row.
     Columns are inclusive (the step and everything under it) with `self_` twins. A model-call span
-    that describes a call another span bills names that span in `duplicate_of` and bills nothing."""
+    that describes a call another span bills names that span in `duplicate_of` and bills nothing;
+    `cache_tokens_reported` says whether a billed call reported a cache-read or cache-write count."""
     totals: dict[str, Any]
     """Whole-run figures; each measured quantity equals its device total."""
     checks: dict[str, Any]
@@ -172,6 +173,9 @@ def build_ledger(
     derived["api_cost_source"] = _text_column(*pd.factorize(np.append(api_source, None)))
     derived["api_price_detail"] = _text_column(*pd.factorize(np.append(api_detail, "")))
     derived["tokens_source"] = _text_column(np.where(bills, 0, 1), ["provider-reported", None])
+    # Whether a call said anything of its prompt cache: NaN (not reported) is not 0 read from it.
+    cache_reported = ~np.isnan(tokens["cache_read_tokens"]) | ~np.isnan(tokens["cache_write_tokens"])
+    derived["cache_tokens_reported"] = np.append(cache_reported & bills[:n], False)
     derived["energy_source"] = _text_column(np.where(unsampled, 0, 1), [
         "none: outside the GPU sampling window",
         "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"])
