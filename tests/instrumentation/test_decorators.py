@@ -318,11 +318,10 @@ def test_one_step_object_entered_by_two_threads_at_once_keeps_each_entry_apart(t
 
 def test_a_step_object_nested_in_itself_ends_the_inner_entry_first(tmp_path: Path) -> None:
     step = profiler.step("phase")
-    with profiler.session("t", run_dir=tmp_path, gpu="none"):
-        with step as outer:
-            outer.set("hold", 0.2)
-            with step as inner:
-                inner.set("hold", 0.0)
-            threading.Event().wait(0.2)
+    with profiler.session("t", run_dir=tmp_path, gpu="none"), step as outer:
+        outer.set("hold", 0.2)
+        with step as inner:
+            inner.set("hold", 0.0)
+        threading.Event().wait(0.2)
     inner, outer = _durations_s(tmp_path, "phase")
     assert inner < 0.1 and outer >= 0.2
