@@ -15,8 +15,9 @@ from rich.text import Text
 from profiler.analysis.diff import Diff
 from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, usd
+from reports.registry import DIFF_FORMATS
 
-FORMATS = ("table", "markdown", "json")
+FORMATS = DIFF_FORMATS
 MAX_ROWS = 200
 _HEADER = ("Step", "Status", "Δ tokens", "Δ total $", "Δ GPU J", "Δ GiB·s", "Δ wall s", "A total $",
            "B total $")

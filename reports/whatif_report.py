@@ -13,8 +13,9 @@ from rich.text import Text
 from profiler.analysis.whatif import WhatIf
 from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, number, tokens, usd
+from reports.registry import WHATIF_FORMATS
 
-FORMATS = ("table", "markdown", "json")
+FORMATS = WHATIF_FORMATS
 _LABELS = {"api_cost_usd": "API $", "gpu_cost_usd": "GPU $", "energy_cost_usd": "Energy $",
            "total_cost_usd": "Total $", "co2_g": "CO2 g"}
 
