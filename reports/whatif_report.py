@@ -51,7 +51,8 @@ def render_whatif(result: WhatIf, format: str = "table", *, width: int | None = 
     if format != "table":
         raise ValueError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
     stream = io.StringIO()
-    console = Console(file=stream, width=width or 130, no_color=True, highlight=False, soft_wrap=False)
+    # markup=False: brackets in a name are text, not a style (see reports/table.py)
+    console = Console(file=stream, markup=False, width=width or 130, no_color=True, highlight=False, soft_wrap=False)
     console.print(Text(f"What if: {_title(result)}", style="bold"))
     console.print(Text(f"run: {result.original.run.get('source')} (read only, not modified)"))
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
