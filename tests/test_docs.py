@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 #: Notes that were never part of the repository; what the code relies on is explained in docs/.
-FOREIGN = re.compile(r"nvml-notes|genai-attributes|DESIGN\.md|pitfall", re.IGNORECASE)
+#: (Character classes keep this file from matching its own pattern.)
+FOREIGN = re.compile(r"nvml-note[s]|genai-attribute[s]|DESIGN\.md|pitfal[l]", re.IGNORECASE)
 #: `docs/gpus.md#the-update-grid` in code; `gpus.md#the-update-grid` or `(gpus.md)` inside docs/.
 CITATION = re.compile(r"(?:\bdocs/|(?<=\]\())([a-z][a-z0-9-]*\.md)(?:#([\w-]+))?")
 
@@ -55,7 +56,7 @@ def test_nothing_cites_notes_kept_outside_the_repository() -> None:
     found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
              for path in _tracked(".py", ".c", ".md")
              for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
-             if FOREIGN.search(line) and path != Path(__file__).resolve()]
+             if FOREIGN.search(line)]
     assert found == []
 
 
