@@ -1,6 +1,6 @@
 """Spans as real instrumentations write them, in OTLP JSON: the anthropic SDK's own spans, OpenLLMetry's
 and OpenInference's Anthropic instrumentors, pydantic-ai and the official OpenAI instrumentor, each
-with its own attribute names and its own way of nesting (see reference/genai-attributes.md).
+with its own attribute names and its own way of nesting (docs/dialects.md#attribute-aliases).
 
 A `Call` is one request to a model; each builder describes it the way its instrumentation does.
 Times are seconds after `tests.builders.BASE_NS`.

@@ -1,5 +1,5 @@
 """One call, one bill: two instrumentations describing the same model call count it once, in the
-shapes real combinations write (DESIGN.md, "Three further rules")."""
+shapes real combinations write (docs/dialects.md#usage-is-counted-on-inference-spans)."""
 
 from __future__ import annotations
 
