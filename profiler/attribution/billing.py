@@ -120,17 +120,20 @@ def find_duplicates(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarr
     pairs = _same_model(spans, np.concatenate([nested, siblings]))
     if not len(pairs):
         return duplicate_of
-    preference = _preference(spans, np.unique(pairs), parent_pos, np.count_nonzero(~np.isnan(tokens), axis=1))
-    best: dict[int, int] = {}  # each losing span's most preferred partner
-    for a, b in pairs.tolist():
-        lost, won = (a, b) if preference[a] > preference[b] else (b, a)
-        if lost not in best or preference[won] < preference[best[lost]]:
-            best[lost] = won
-    span_ids = spans["span_id"].to_numpy(dtype=object)
-    for lost, won in best.items():
-        while won in best:  # the partner is a duplicate too: follow to the span that counts (ranks fall)
-            won = best[won]
-        duplicate_of[lost] = span_ids[won]
+    rank = _preference(spans, np.unique(pairs), parent_pos, np.count_nonzero(~np.isnan(tokens), axis=1))
+    first_kept = rank[pairs[:, 0]] < rank[pairs[:, 1]]
+    lost = np.where(first_kept, pairs[:, 1], pairs[:, 0])
+    won = np.where(first_kept, pairs[:, 0], pairs[:, 1])
+    order = np.lexsort((rank[won], lost))  # each losing span's most preferred partner first
+    lost, won = lost[order], won[order]
+    firsts = np.concatenate([[True], lost[1:] != lost[:-1]])
+    kept_by = np.arange(len(spans))
+    kept_by[lost[firsts]] = won[firsts]
+    # A partner that is a duplicate too: follow to the span that counts (ranks fall, so it ends).
+    while not np.array_equal(kept_by, kept_by[kept_by]):
+        kept_by = kept_by[kept_by]
+    losers = lost[firsts]
+    duplicate_of[losers] = spans["span_id"].to_numpy(dtype=object)[kept_by[losers]]
     return duplicate_of
 
 
@@ -158,25 +161,23 @@ def _sibling_pairs(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarra
     rows = np.flatnonzero(calls & ~np.isnan(tokens[:, 0]) & ~np.isnan(tokens[:, 1]))
     if len(rows) < 2:
         return np.zeros((0, 2), dtype=np.int64)
-    start = spans["start_ns"].to_numpy(dtype=np.int64)
-    end = spans["end_ns"].to_numpy(dtype=np.int64)
-    parent = parent_pos[rows].astype(object)
-    roots = np.flatnonzero(parent_pos[rows] < 0)
-    parent[roots] = ["root:" + str(s) for s in spans["session_id"].to_numpy(dtype=object)[rows[roots]]]
-    group = pd.DataFrame({"parent": parent, "input": tokens[rows, 0], "output": tokens[rows, 1]})
-    found = [np.zeros((0, 2), dtype=np.int64)]
-    for members in group.groupby(["parent", "input", "output"], sort=False).indices.values():
-        if len(members) < 2:
-            continue
-        members = rows[members]
-        members = members[np.lexsort((-end[members], start[members]))]
-        ends = end[members]
-        holder = np.zeros(len(members), dtype=np.int64)  # where the latest end so far is
-        for k in range(1, len(members)):
-            holder[k] = k if ends[k] > ends[holder[k - 1]] else holder[k - 1]
-        inside = np.flatnonzero(ends[holder[:-1]] >= ends[1:]) + 1
-        found.append(np.column_stack([members[inside], members[holder[inside - 1]]]))
-    return np.concatenate(found)
+    start = spans["start_ns"].to_numpy(dtype=np.int64)[rows]
+    end = spans["end_ns"].to_numpy(dtype=np.int64)[rows]
+    # Siblings: one parent, or (roots) one session, numbered below every parent position.
+    parent = parent_pos[rows].astype(np.int64)
+    roots = parent < 0
+    if roots.any():
+        parent[roots] = -1 - pd.factorize(spans["session_id"].to_numpy(dtype=object)[rows[roots]])[0]
+    order = np.lexsort((-end, start, tokens[rows, 1], tokens[rows, 0], parent))
+    rows, start, end = rows[order], start[order], end[order]
+    key = np.column_stack([parent[order], tokens[rows, 0], tokens[rows, 1]])
+    first = np.concatenate([[True], np.any(key[1:] != key[:-1], axis=1)])
+    group = np.cumsum(first) - 1
+    latest = pd.Series(end).groupby(group).cummax().to_numpy()  # the latest end so far, in the group
+    position = np.arange(len(rows))
+    holder = np.maximum.accumulate(np.where(end == latest, position, 0))  # where that latest end is
+    inside = np.flatnonzero(~first[1:] & (latest[:-1] >= end[1:])) + 1
+    return np.column_stack([rows[inside], rows[holder[inside - 1]]])
 
 
 def _contained_usage(tokens: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -194,38 +195,38 @@ def _same_usage(tokens: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 
 
 def _same_model(spans: pd.DataFrame, pairs: np.ndarray) -> np.ndarray:
-    """The pairs whose spans name the same model."""
+    """The pairs whose spans name the same model: the same `model` (most pairs), else a name in
+    common among every model name either span gives (`genai.model_keys`)."""
     if not len(pairs):
         return pairs
-    attributes = spans["attributes"].to_numpy(dtype=object)
     models = spans["model"].to_numpy(dtype=object)
-    keys = {pos: model_keys(attributes[pos] if isinstance(attributes[pos], dict) else {}, models[pos])
-            for pos in np.unique(pairs).tolist()}
-    return pairs[np.array([bool(keys[a] & keys[b]) for a, b in pairs.tolist()], dtype=bool)]
+    outer = models[pairs[:, 1]]
+    same = (models[pairs[:, 0]] == outer) & pd.notna(outer)
+    rest = np.flatnonzero(~same)
+    if len(rest):
+        attributes = spans["attributes"].to_numpy(dtype=object)
+        keys: dict[int, frozenset[str]] = {}
+
+        def keys_of(pos: int) -> frozenset[str]:
+            if pos not in keys:
+                attrs = attributes[pos]
+                keys[pos] = model_keys(attrs if isinstance(attrs, dict) else {}, models[pos])
+            return keys[pos]
+
+        same[rest] = [bool(keys_of(a) & keys_of(b)) for a, b in pairs[rest].tolist()]
+    return pairs[same]
 
 
-def _preference(spans: pd.DataFrame, rows: np.ndarray, parent_pos: np.ndarray,
-                reported: np.ndarray) -> dict[int, int]:
-    """Rank the rows (0: kept first): more token counts reported, then deeper, then the inner of
-    two siblings (later start, then earlier end), then by span id."""
-    depth = _depths_of(rows, parent_pos)
-    starts = spans["start_ns"].to_numpy()
-    ends = spans["end_ns"].to_numpy()
-    span_ids = spans["span_id"].to_numpy(dtype=object)
-    order = sorted(rows.tolist(), key=lambda pos: (-int(reported[pos]), -depth[pos], -int(starts[pos]),
-                                                   int(ends[pos]), str(span_ids[pos])))
-    return {pos: rank for rank, pos in enumerate(order)}
-
-
-def _depths_of(rows: np.ndarray, parent_pos: np.ndarray) -> dict[int, int]:
-    """The depth of a few rows, climbing from each (cycles cut)."""
-    depth: dict[int, int] = {}
-    for pos in rows.tolist():
-        up, steps = parent_pos[pos], 0
-        while up >= 0 and up != pos and steps < _MAX_CLIMB:
-            up, steps = parent_pos[up], steps + 1
-        depth[pos] = steps
-    return depth
+def _preference(spans: pd.DataFrame, rows: np.ndarray, parent_pos: np.ndarray, reported: np.ndarray) -> np.ndarray:
+    """Rank the rows (0: kept first; every other row ranks last): more token counts reported, then
+    deeper, then the inner of two siblings (later start, then earlier end), then by span id."""
+    ids = pd.factorize(spans["span_id"].to_numpy(dtype=object)[rows].astype(str), sort=True)[0]
+    order = np.lexsort((ids, spans["end_ns"].to_numpy(dtype=np.int64)[rows],
+                        -spans["start_ns"].to_numpy(dtype=np.int64)[rows], -depths(parent_pos)[rows],
+                        -reported[rows]))
+    rank = np.full(len(spans), len(rows), dtype=np.int64)
+    rank[rows[order]] = np.arange(len(rows))
+    return rank
 
 
 class _InferenceInWindow:
