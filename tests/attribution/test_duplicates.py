@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import profiler
 from profiler.attribution.ledger import Ledger
@@ -245,3 +247,38 @@ def test_conservation_holds_with_duplicates_and_the_gpu_is_shared_as_before() ->
     assert ledger.totals["model_calls"] == 1
     assert row(ledger, "i")["self_energy_j"] == pytest.approx(600.0)
     assert row(ledger, "o")["self_energy_j"] == pytest.approx(200.0)
+
+
+@st.composite
+def call_trees(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A few model-call spans, each nested in an earlier one, its sibling, or a root, with usage and
+    models drawn from a small set so that duplicates and near-duplicates both occur."""
+    rows: list[dict[str, Any]] = []
+    for k in range(draw(st.integers(2, 7))):
+        parent = draw(st.sampled_from([None, *range(k)]))
+        lo, hi = (0.0, 100.0) if parent is None else (rows[parent]["start"], rows[parent]["end"])
+        a, b = sorted(draw(st.integers(0, 10)) for _ in range(2))
+        start, end = lo + (hi - lo) * a / 10, lo + (hi - lo) * max(b, a + 1) / 11
+        rows.append({"id": f"s{k}", "parent": None if parent is None else f"s{parent}", "start": start, "end": end,
+                     "model": draw(st.sampled_from(["gpt-4o", "gpt-4o-2024-08-06", "gpt-4o-mini"])),
+                     "name": draw(st.sampled_from(["chat gpt-4o", "anthropic.chat"])),
+                     "input": draw(st.sampled_from([100, 200])), "output": draw(st.sampled_from([10, 20]))})
+    return [chat(r["id"], r["parent"], start=r["start"], end=r["end"], model=r["model"], name=r["name"],
+                 input_tokens=r["input"], output_tokens=r["output"]) for r in rows]
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=call_trees(), seed=st.integers(0, 1000))
+def test_duplicates_do_not_depend_on_row_order_and_point_at_billed_calls(rows: list[dict[str, Any]],
+                                                                          seed: int) -> None:
+    shuffled = list(rows)
+    random.Random(seed).shuffle(shuffled)
+    first, second = (profiler.attribute(make_run(r)) for r in (rows, shuffled))
+    marks = [dict(zip(ledger.steps["span_id"], ledger.steps["duplicate_of"], strict=True))
+             for ledger in (first, second)]
+    assert marks[0] == marks[1]
+    billed = set(first.steps.loc[first.steps["bills_usage"], "span_id"])
+    assert {kept for kept in marks[0].values() if kept is not None} <= billed
+    assert first.totals["model_calls"] + first.checks["duplicate_calls"] == len(rows)
+    assert first.totals["input_tokens"] == sum(r["input_tokens"] for r in rows if r["span_id"] in billed)
