@@ -96,9 +96,10 @@ def find_duplicates(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarr
     either one is an ancestor of the other (other spans may lie between) and every token count
     that both report is no larger on the inner one than on the outer; or they are siblings (the
     same parent, or roots of the same session), one's time window lies inside the other's, their
-    names differ (two instrumentations: one never names its concurrent calls differently) and they
-    report the same input and output counts, and no other count that both report differs. The
-    second shape is OpenLLMetry's: its span around the SDK method is never made current, so the
+    names differ (two instrumentations: one never names its concurrent calls differently), they
+    report the same input and output counts and no other count that both report differs, and
+    neither pairs so with any other sibling (concurrent calls with one answer are not guessed at).
+    The second shape is OpenLLMetry's: its span around the SDK method is never made current, so the
     span that the SDK itself starts inside it is a sibling, not a child.
 
     Of such a pair the span that reports more of the five token counts is kept, and on a tie the
@@ -116,8 +117,8 @@ def find_duplicates(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarr
     nested = _contained_usage(tokens, _call_pairs(calls, parent_pos))
     siblings = _same_usage(tokens, _sibling_pairs(spans, calls, parent_pos, tokens))
     names = spans["name"].to_numpy(dtype=object)
-    siblings = siblings[names[siblings[:, 0]] != names[siblings[:, 1]]]
-    pairs = _same_model(spans, np.concatenate([nested, siblings]))
+    siblings = _one_to_one(_same_model(spans, siblings[names[siblings[:, 0]] != names[siblings[:, 1]]]))
+    pairs = np.concatenate([_same_model(spans, nested), siblings])
     if not len(pairs):
         return duplicate_of
     rank = _preference(spans, np.unique(pairs), parent_pos, np.count_nonzero(~np.isnan(tokens), axis=1))
@@ -155,9 +156,9 @@ def _call_pairs(calls: np.ndarray, parent_pos: np.ndarray) -> np.ndarray:
 
 def _sibling_pairs(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarray,
                    tokens: np.ndarray) -> np.ndarray:
-    """(model call, sibling call whose window holds it) pairs among siblings with the same input and
-    output counts. Sorted by start (the longer first on a tie), a call's holder is the earlier
-    sibling that ends last, where that one ends no earlier than the call."""
+    """Every (model call, sibling call whose window holds it) pair among siblings with the same input
+    and output counts (two with one window: once). Sorted by start, the longer first, only a call
+    that some earlier sibling outlasts is looked at, and against its earlier siblings only."""
     rows = np.flatnonzero(calls & ~np.isnan(tokens[:, 0]) & ~np.isnan(tokens[:, 1]))
     if len(rows) < 2:
         return np.zeros((0, 2), dtype=np.int64)
@@ -168,16 +169,25 @@ def _sibling_pairs(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarra
     roots = parent < 0
     if roots.any():
         parent[roots] = -1 - pd.factorize(spans["session_id"].to_numpy(dtype=object)[rows[roots]])[0]
-    order = np.lexsort((-end, start, tokens[rows, 1], tokens[rows, 0], parent))
+    ids = pd.factorize(spans["span_id"].to_numpy(dtype=object)[rows].astype(str), sort=True)[0]
+    order = np.lexsort((ids, -end, start, tokens[rows, 1], tokens[rows, 0], parent))
     rows, start, end = rows[order], start[order], end[order]
     key = np.column_stack([parent[order], tokens[rows, 0], tokens[rows, 1]])
     first = np.concatenate([[True], np.any(key[1:] != key[:-1], axis=1)])
-    group = np.cumsum(first) - 1
-    latest = pd.Series(end).groupby(group).cummax().to_numpy()  # the latest end so far, in the group
-    position = np.arange(len(rows))
-    holder = np.maximum.accumulate(np.where(end == latest, position, 0))  # where that latest end is
-    inside = np.flatnonzero(~first[1:] & (latest[:-1] >= end[1:])) + 1
-    return np.column_stack([rows[inside], rows[holder[inside - 1]]])
+    group_start = np.maximum.accumulate(np.where(first, np.arange(len(rows)), 0))
+    latest = pd.Series(end).groupby(np.cumsum(first)).cummax().to_numpy()  # the latest end so far, in the group
+    found = []
+    for k in (np.flatnonzero(~first[1:] & (latest[:-1] >= end[1:])) + 1).tolist():
+        found.extend((rows[k], rows[j]) for j in range(group_start[k], k) if end[j] >= end[k])
+    return np.array(found, dtype=np.int64).reshape(-1, 2)
+
+
+def _one_to_one(pairs: np.ndarray) -> np.ndarray:
+    """The pairs whose two spans have no other partner: a span of one instrumentation describes one
+    call of the other, so a sibling that two could match (concurrent calls with one answer) is
+    left alone rather than guessed."""
+    partners = np.bincount(pairs.ravel(), minlength=int(pairs.max(initial=-1)) + 1)
+    return pairs[(partners[pairs[:, 0]] == 1) & (partners[pairs[:, 1]] == 1)]
 
 
 def _contained_usage(tokens: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -171,6 +171,17 @@ def test_calls_that_are_not_the_same_call_are_each_billed(outer: dict[str, Any],
     assert ledger.totals["input_tokens"] == outer["input_tokens"] + inner["input_tokens"]
 
 
+def test_a_sibling_that_could_describe_either_of_two_calls_is_not_guessed_at() -> None:
+    # Two concurrent calls of one instrumentation with one answer, and another instrumentation's
+    # span inside both windows: which call it describes is unknowable, so all three are billed.
+    ledger = profiler.attribute(make_run([
+        span("agent", start=0, end=10, kind="invoke_agent"),
+        chat("a", "agent", start=1, end=8), chat("b", "agent", start=2, end=8),
+        chat("x", "agent", start=3, end=7, name="anthropic.chat"),
+    ]))
+    assert ledger.totals["model_calls"] == 3 and ledger.checks["duplicate_calls"] == 0
+
+
 @pytest.mark.parametrize(("outer_model", "inner_model"), [
     ("openai:gpt-4o", "gpt-4o"),  # pydantic-ai's model string
     ("gpt-4o", "gpt-4o-2024-08-06"),  # the request model above, the snapshot that answered below
