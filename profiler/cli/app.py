@@ -182,6 +182,9 @@ def run(
                                                     "under ./.sessionprof/runs).")] = None,
     gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
     interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    instrument: Annotated[str, typer.Option("--instrument", help="The installed OpenTelemetry instrumentors a "
+                                            "Python CMD turns on: auto (all), none, or a comma list of names.")
+                          ] = "auto",
     format: Format = "table",
     by: By = "step",
     top: Top = None,
@@ -198,7 +201,7 @@ def run(
     region: Region = None,
     config: Config = None,
 ) -> None:
-    """Run CMD (after `--`) with the GPUs sampled and its decorated steps recorded, then report.
+    """Run CMD (after `--`) with the GPUs sampled and every span it makes recorded, then report.
 
     Exits with CMD's exit code.
     """
@@ -217,7 +220,8 @@ def run(
         _check_choice("--format", format, FORMATS)
         _check_choice("--weight", weight, WEIGHTS)
         prices = _prices(locals())
-        result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices)
+        result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices,
+                             instrument=instrument)
     if not no_report:
         from profiler.attribution.engine import attribute
         from profiler.traces.load import load
