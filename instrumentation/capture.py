@@ -12,6 +12,7 @@ sampler and resource see every span they would have seen without us, and we see 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -157,9 +158,10 @@ def flush(timeout_s: float = 5.0) -> None:
 
 
 def _attach(provider: Any, ours: SessionSpanProcessor) -> str:
-    try:
+    with contextlib.suppress(TypeError):  # TypeError: a provider that takes no weak reference
         if provider in _attached:
             return "attached"
+    try:
         add = getattr(provider, "add_span_processor", None)
         if add is None:
             return "unattached"
@@ -167,11 +169,12 @@ def _attach(provider: Any, ours: SessionSpanProcessor) -> str:
         if any(isinstance(p, SessionSpanProcessor) for p in held):
             return "attached"  # the program records this provider's spans where it chose already
         add(_Attached(ours))
-        _attached.add(provider)
-        return "attached"
     except Exception:  # noqa: BLE001 - a foreign provider must not break the program
         logger.debug("could not attach to %r", provider, exc_info=True)
         return "unattached"
+    with contextlib.suppress(TypeError):
+        _attached.add(provider)
+    return "attached"
 
 
 def _set_tracer_provider(tracer_provider: trace.TracerProvider) -> None:
