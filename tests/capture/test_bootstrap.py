@@ -149,11 +149,12 @@ def test_a_name_no_instrumentor_has_is_one_line_and_the_program_runs(tmp_path: P
     assert "sessionprof: instrumentor nosuch: no installed instrumentor has this name\n" in done.stderr
 
 
-def test_a_malformed_instrument_list_is_a_one_line_error(tmp_path: Path) -> None:
-    done, _, facts = sessionprof_run(tmp_path, TURNS, "--instrument", "other,,x")
-    assert done.returncode == 1 and facts == {}
-    assert done.stderr.strip().splitlines() == [
-        "sessionprof: error: --instrument takes auto, none or a comma list of instrumentor names, not 'other,,x'"]
+def test_a_malformed_instrument_list_is_a_usage_error(tmp_path: Path) -> None:
+    done, run_dir, facts = sessionprof_run(tmp_path, TURNS, "--instrument", "other,,x")
+    assert done.returncode == 2 and facts == {} and not run_dir.exists()
+    message = " ".join(line.strip("│ ") for line in done.stderr.splitlines())
+    assert ("Invalid value for '--instrument': expected auto, none or a comma list of instrumentor names, "
+            "not 'other,,x'") in message
 
 
 def test_an_instrumentor_that_fails_leaves_the_others_on(tmp_path: Path) -> None:
