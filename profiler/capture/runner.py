@@ -72,7 +72,9 @@ def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_
         if gpu == "nvml":
             sampler.stop()
             raise GpuUnavailableError(sampler.unavailable_reason or "no GPU")
-        print(f"sessionprof: no GPU data ({sampler.unavailable_reason}); recording a CPU-only run", file=sys.stderr)
+        if gpu != "none":  # asked for no GPU: nothing to tell
+            print(f"sessionprof: no GPU data ({sampler.unavailable_reason}); recording a CPU-only run",
+                  file=sys.stderr)
     meta = {**_meta(path, command, sampler, prices, started_ns), "instrument": str(selection), "sessions": [session]}
     write_meta(path, {**meta, "status": "running"})
 
