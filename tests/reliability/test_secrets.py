@@ -88,3 +88,39 @@ def test_no_network_connection_is_opened(tmp_path: Path, monkeypatch: pytest.Mon
     for fmt in ("json", "csv", "markdown"):
         session.report(fmt)
     assert attempts == []
+
+
+API_KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123"
+PROMPT = "my bank PIN is 8841"
+
+
+class BrokenResponse:
+    """A response whose `.usage` raises an error quoting its input, as pydantic's validation errors do."""
+
+    model = "gpt-4o"
+
+    @property
+    def usage(self) -> Any:
+        raise ValueError(f"1 validation error for Usage: input_value={{'prompt': {PROMPT!r}, 'key': {API_KEY!r}}}")
+
+
+def test_an_unreadable_response_keeps_its_span_and_leaks_nothing(tmp_path: Path) -> None:
+    @profiler.llm(model="gpt-4o", provider="openai")
+    def call() -> BrokenResponse:
+        return BrokenResponse()
+
+    with profiler.session(run_dir=tmp_path, gpu=FakeGpuBackend()) as session:
+        assert isinstance(call(), BrokenResponse)  # the agent gets its response
+    # The model call is kept with what could be read (before: 0 of 1 recorded).
+    chats = [s for s in raw_spans(tmp_path) if s["name"] == "chat gpt-4o"]
+    assert len(chats) == 1
+    meta = json.loads((tmp_path / "run.json").read_text())
+    assert meta["dropped"]["profiler_internal_errors"] == 1
+    assert meta["dropped"]["profiler_last_internal_error"].startswith("ValueError in usage (test_secrets.py:")
+    outputs = [(tmp_path / name).read_text() for name in ("run.json", "spans.jsonl")]
+    outputs += [session.report(fmt) for fmt in ("table", "markdown", "json", "csv")]
+    from reports import render
+
+    outputs.append(str(render(session.ledger, "html")))
+    for text in outputs:
+        assert API_KEY not in text and PROMPT not in text
