@@ -15,8 +15,8 @@ from typing import Any
 
 from instrumentation.run_dir import ENV_RUN_DIR, ENV_SAMPLER, create_run_dir, resolve_run_dir, write_meta
 from profiler.errors import GpuUnavailableError
-from profiler.gpu.host import host_info
-from profiler.gpu.sampler import GpuSampler, process_tree
+from profiler.gpu.host import host_info, process_tree
+from profiler.gpu.sampler import GpuSampler
 from profiler.gpu.samples_file import SAMPLES_FILE
 from profiler.gpu.select import select_backend
 from profiler.pricing.prices import Prices

@@ -29,8 +29,8 @@ from instrumentation.run_dir import (
 )
 from profiler.errors import GpuUnavailableError
 from profiler.gpu.backend import GpuBackend
-from profiler.gpu.host import host_info
-from profiler.gpu.sampler import GpuSampler, process_tree
+from profiler.gpu.host import host_info, process_tree
+from profiler.gpu.sampler import GpuSampler
 from profiler.gpu.samples_file import SAMPLES_FILE
 from profiler.gpu.select import select_backend
 from profiler.pricing.prices import Prices, load_prices

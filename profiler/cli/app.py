@@ -96,14 +96,10 @@ def _emit(report: str | bytes | Iterable[str] | Iterable[bytes], output: Path | 
                 binary_stdout.write(piece)
         sys.stdout.flush()
         return
-    try:
-        with output.open("wb") as stream:
-            for piece in pieces:
-                stream.write(piece if isinstance(piece, bytes) else piece.encode("utf-8"))
-    except BaseException:
-        if output.is_file():
-            output.unlink()  # half a report reads as a whole one
-        raise
+    from instrumentation.safe_files import write_private
+
+    # Mode 0600 through a temporary renamed into place: never half a report, never through a link.
+    write_private(output, (piece if isinstance(piece, bytes) else piece.encode("utf-8") for piece in pieces))
     typer.echo(f"report written to {output}", err=True)
 
 
@@ -260,11 +256,13 @@ def gpus() -> None:
 
 def _write_html(ledger: Any, run_path: Path) -> None:
     """Write the run's HTML report beside its records; a failure to write is a notice, not an error."""
+    from instrumentation.run_dir import REPORT_FILE
+    from instrumentation.safe_files import write_private
     from reports import render
 
-    page = run_path / "report.html"
+    page = run_path / REPORT_FILE
     try:
-        page.write_text(str(render(ledger, "html")), encoding="utf-8")
+        write_private(page, [str(render(ledger, "html")).encode("utf-8")])
     except OSError as err:
         typer.echo(f"sessionprof: could not write {page}: {err.strerror or err}", err=True)
         return
