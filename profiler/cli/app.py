@@ -214,7 +214,7 @@ def run(
         _check_choice("--weight", weight, WEIGHTS)
         prices = _prices(locals())
         result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices)
-    if not no_report:
+    if not no_report and result.lost is None:
         from profiler.attribution.engine import attribute
         from profiler.traces.load import load
         from reports import render_encoded

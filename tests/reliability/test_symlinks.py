@@ -69,6 +69,22 @@ def test_a_run_directory_that_is_a_link_is_refused_and_its_target_untouched(tmp_
     assert _mode(target) == 0o755 and list(target.iterdir()) == []  # before: chmod-ed to 700 through the link
 
 
+def test_a_session_given_a_refused_run_directory_records_elsewhere_and_says_so(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    target = tmp_path / "target"
+    target.mkdir(mode=0o755)
+    (tmp_path / "run").symlink_to(target)
+    with profiler.session(run_dir=tmp_path / "run", gpu="none") as session, profiler.step("s"):
+        pass
+    try:
+        assert list(target.iterdir()) == [] and session.path != tmp_path / "run"
+        assert any("symbolic link" in r.getMessage() and str(session.path) in r.getMessage() for r in caplog.records)
+    finally:
+        import shutil
+
+        shutil.rmtree(session.path)
+
+
 def test_a_directory_of_other_files_is_refused(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(UnsafeRunDirError, match="holds other files and no run"):
