@@ -6,7 +6,6 @@ import contextlib
 import errno
 import json
 import os
-import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +34,8 @@ ENV_SESSION_ID = "SESSIONPROF_SESSION_ID"
 ENV_TRACEPARENT = "SESSIONPROF_TRACEPARENT"
 #: The process that set these variables: it does not join its own run as a child would.
 ENV_PARENT_PID = "SESSIONPROF_PARENT_PID"
+#: Which installed OpenTelemetry instrumentors a Python child activates: `auto`, `none` or a comma list.
+ENV_INSTRUMENT = "SESSIONPROF_INSTRUMENT"
 DEFAULT_HOME = Path(".sessionprof") / "runs"
 
 #: What each writing process lost, summed over the processes into run.json's `dropped`.
@@ -50,7 +51,7 @@ class UnsafeRunDirError(PermissionError):
 
 def new_run_id() -> str:
     """A sortable, unique run id: local date and time plus random hex."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()  # not `secrets`: it loads hashlib
 
 
 def resolve_run_dir(run_dir: str | Path | None = None,

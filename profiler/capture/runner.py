@@ -1,5 +1,6 @@
 """`sessionprof run`: start an agent as a child process, sample the GPUs from here, and let the
-child's decorators write spans into the same run directory."""
+child write its spans into the same run directory: a Python child from its first line, through
+the `sitecustomize` bootstrap that records every span it makes (its instrumentors' included)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from instrumentation import _state
+from instrumentation.bootstrap import DIRECTORY as BOOTSTRAP_DIRECTORY
+from instrumentation.instrumentors import Selection, parse_selection
 from instrumentation.run_dir import (
+    ENV_INSTRUMENT,
+    ENV_PARENT_PID,
     ENV_RUN_DIR,
     ENV_SAMPLER,
+    ENV_SESSION_ID,
+    ENV_TRACEPARENT,
     META_FILE,
     SAMPLES_FILE,
     UnsafeRunDirError,
@@ -46,19 +53,26 @@ class RunResult:
     """Why the run directory could not be completed (deleted mid-run, unwritable), if it could not."""
 
 
-def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_s: float, prices: Prices) -> RunResult:
+def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_s: float, prices: Prices,
+                instrument: str = "auto") -> RunResult:
     """Run `command` to completion under the profiler and return its run directory and exit code.
 
-    Signals that stop us (Ctrl-C, SIGTERM) are passed on to the child. How the child ended (its
-    exit code, or the signal that ended it) is recorded in run.json, whose `status` says
-    `complete` only for a child that exited on its own. Once the child has started, nothing that
-    happens to the run directory changes the exit code: a loss is one warning.
+    `instrument` says which installed OpenTelemetry instrumentors a Python child turns on: `auto`,
+    `none` or a comma list of names. Every span of the run belongs to one session, whose id the
+    child is handed, unless a span names its own. Signals that stop us (Ctrl-C, SIGTERM) are passed
+    on to the child. How the child ended (its exit code, or the signal that ended it) is recorded
+    in run.json, whose `status` says `complete` only for a child that exited on its own. Once the
+    child has started, nothing that happens to the run directory changes the exit code: a loss is
+    one warning.
 
     Raises:
-        OSError: the run directory cannot be created, or the command cannot be started.
+        ValueError: `instrument` is not a selection.
+        OSError: the run directory cannot be created (FileNotFoundError: the command cannot be started).
         GpuUnavailableError: `gpu="nvml"` on a machine without a usable GPU.
     """
-    path = resolve_run_dir(run_dir, environ={})
+    selection = parse_selection(instrument)
+    # An outer session's run directory is not this run's; $SESSIONPROF_HOME still says where runs go.
+    path = resolve_run_dir(run_dir, environ={k: v for k, v in os.environ.items() if k != ENV_RUN_DIR})
     try:
         create_run_dir(path)
     except UnsafeRunDirError:
@@ -66,6 +80,7 @@ def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_
     except OSError as err:
         raise OSError(f"cannot create the run directory {path}: {err.strerror or err} (give --run-dir on a "
                       "writable disk)") from None
+    session = {"id": os.urandom(16).hex(), "name": " ".join(mask_command([Path(command[0]).name, *command[1:2]]))}
     started_ns = time.time_ns()
     child_pid = {"pid": os.getpid()}
     sampler = GpuSampler(select_backend(gpu), path / SAMPLES_FILE, interval_s=interval_s,
@@ -75,13 +90,14 @@ def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_
         if gpu == "nvml":
             sampler.stop()
             raise GpuUnavailableError(sampler.unavailable_reason or "no GPU")
-        print(f"sessionprof: no GPU data ({sampler.unavailable_reason}); recording a CPU-only run", file=sys.stderr)
-    record = _Record(path, command, sampler, prices, started_ns)
+        if gpu != "none":  # asked for no GPU: nothing to tell
+            print(f"sessionprof: no GPU data ({sampler.unavailable_reason}); recording a CPU-only run",
+                  file=sys.stderr)
+    record = _Record(path, command, sampler, prices, started_ns, {"instrument": str(selection)}, session)
     record.write({"status": "running"}, first=True)
 
-    env = dict(os.environ, **{ENV_RUN_DIR: str(path.resolve()), ENV_SAMPLER: "off"})
     try:
-        child = subprocess.Popen(command, env=env)
+        child = subprocess.Popen(command, env=child_environment(path, session["id"], selection))
     except OSError as err:
         sampler.stop()
         record.write({"status": "complete", "exit_code": 127, "error": str(err)})
@@ -110,9 +126,10 @@ def _how_it_ended(returncode: int) -> dict[str, Any]:
 class _Record:
     """run.json as the parent writes it: merged under the run's lock with what children added."""
 
-    def __init__(self, path: Path, command: list[str], sampler: GpuSampler, prices: Prices, started_ns: int) -> None:
+    def __init__(self, path: Path, command: list[str], sampler: GpuSampler, prices: Prices, started_ns: int,
+                 settings: dict[str, Any], session: dict[str, str]) -> None:
         self.path, self.command, self.sampler, self.prices = path, command, sampler, prices
-        self.started_ns = started_ns
+        self.started_ns, self.settings, self.session = started_ns, settings, session
         self.warned = False
 
     def write(self, fields: dict[str, Any], *, first: bool = False) -> str | None:
@@ -128,7 +145,10 @@ class _Record:
 
         def merge(previous: dict[str, Any]) -> dict[str, Any]:
             kept = {} if first else previous  # a new run replaces what a reused directory held
-            return with_losses({**kept, **meta}, os.getpid(), losses)
+            # Sessions the child opened itself (profiler.session()) wrote themselves in meanwhile.
+            sessions = [self.session, *(s for s in kept.get("sessions", [])
+                                        if isinstance(s, dict) and s.get("id") != self.session["id"])]
+            return with_losses({**kept, **meta, "sessions": sessions}, os.getpid(), losses)
 
         try:
             update_meta(self.path, merge)
@@ -151,7 +171,20 @@ class _Record:
             "command": mask_command(self.command),
             **self.sampler.describe(),
             "prices": self.prices.to_json(),
+            **self.settings,
         }
+
+
+def child_environment(path: Path, session_id: str, selection: Selection) -> dict[str, str]:
+    """The child's environment: ours plus where to write, its session, and the bootstrap that a
+    Python child runs first (on PYTHONPATH, before the user's entries)."""
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_TRACEPARENT, ENV_PARENT_PID)}
+    paths = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    env["PYTHONPATH"] = os.pathsep.join([str(BOOTSTRAP_DIRECTORY),
+                                         *(p for p in paths if Path(p).resolve() != BOOTSTRAP_DIRECTORY)])
+    env.update({ENV_RUN_DIR: str(path.resolve()), ENV_SAMPLER: "off", ENV_SESSION_ID: session_id,
+                ENV_INSTRUMENT: str(selection)})
+    return env
 
 
 def _wait_forwarding_signals(child: subprocess.Popen[Any]) -> tuple[int, list[str]]:

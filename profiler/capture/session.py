@@ -1,8 +1,8 @@
-"""`profiler.session()`: open a session, sample the GPUs, record every step, give back the result."""
+"""`profiler.session()`: open a session, sample the GPUs, record every step and every span made
+inside it (instrumentors' and SDKs' included), give back the result."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import signal
@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from instrumentation import _state, _tracer, content, semconv, termination, threads
+from instrumentation import _state, _tracer, capture, content, semconv, termination, threads
 from instrumentation._state import counters
 from instrumentation.run_dir import (
     ENV_RUN_DIR,
@@ -100,6 +100,7 @@ class Session:
         self.recorder = _tracer.recorder_for(str(self.path), self.name)
         if os.environ.get(ENV_SAMPLER, "").lower() != "off":
             self._start_sampler()
+        self._capture_everything()
         threads.install()
         content.env_opt_in()  # pick up the content-capture setting as it is now
         try:
@@ -136,6 +137,15 @@ class Session:
                        self.path, reason, fallback)
         self.path = fallback
         return True
+
+    def _capture_everything(self) -> None:
+        """Let the spans of instrumentors and SDKs in this session reach its run directory too."""
+        try:
+            if capture.install() == "unattached":
+                print("sessionprof: the program's tracer provider takes no span processor: only the "
+                      "session's own steps are recorded", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - tracing trouble must not stop the agent
+            counters.note()
 
     def _publish_environment(self) -> None:
         """Let child processes (subprocess, multiprocessing spawn) record into this run, unless an
@@ -182,7 +192,8 @@ class Session:
         if not self.sampler.gpus:
             if self.gpu == "nvml":
                 raise GpuUnavailableError(self.sampler.unavailable_reason or "no GPU")
-            _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
+            if self.gpu != "none":  # asked for no GPU: nothing to tell
+                _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
         self._write_meta("running")
         termination.on_death_by_signal(self._on_death)
 
@@ -212,6 +223,7 @@ class Session:
             except Exception:  # noqa: BLE001
                 counters.note()
         self.recorder.flush()
+        capture.flush()
         if self.sampler is not None and not forked_child:
             self.sampler.stop()
             self._write_meta("complete")
@@ -271,6 +283,7 @@ class Session:
 
             if self.recording:
                 self.recorder.flush()
+                capture.flush()
                 run = load(self.path)
             else:
                 run = _empty_run(self.path, f"nothing was recorded: {self.not_recorded_reason}")
@@ -322,5 +335,3 @@ def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: 
     """
     return Session(name, run_dir, gpu, sample_interval_s, prices, policy, capture_content, redact)
 
-
-atexit.register(_tracer.shutdown_all)

@@ -1,0 +1,101 @@
+"""`sessionprof run`: run a command under the profiler, then report on what it recorded."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from profiler.cli.options import By, Format, Output, Policy, PriceFlags, Top, Weight, price_options
+from profiler.cli.output import emit, user_errors
+from profiler.errors import ProfilerError
+
+if TYPE_CHECKING:
+    from profiler.attribution.ledger import Ledger
+
+#: Options end at `--` or at the first argument that is not one, which begins the command. An
+#: unknown option before it is a usage error, never taken for the command.
+CONTEXT_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
+USAGE = "[OPTIONS] [--] CMD [ARGS]..."
+
+
+def _instrument_selection(value: str) -> str:
+    """A malformed `--instrument` is a usage error, like a bad choice."""
+    from instrumentation.instrumentors import parse_selection
+
+    try:
+        return str(parse_selection(value))
+    except ValueError as err:
+        raise typer.BadParameter("expected " + str(err).removeprefix("--instrument takes ")) from None
+
+
+@price_options
+def run(
+    ctx: typer.Context,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="The run's directory (default: a new one "
+                                                    "under ./.sessionprof/runs).")] = None,
+    gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
+    interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    instrument: Annotated[str, typer.Option("--instrument", callback=_instrument_selection,
+                                            help="The installed OpenTelemetry instrumentors a Python CMD turns "
+                                                 "on: auto (all), none, or a comma list of names.")] = "auto",
+    fmt: Format = "table",
+    by: By = "step",
+    top: Top = None,
+    output: Output = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")] = False,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html into the run "
+                                          "directory.")] = False,
+    weight: Weight = "usd",
+    policy: Policy = "equal",
+    *,
+    prices: PriceFlags,
+) -> None:
+    """Run CMD (after `--`) with the GPUs sampled and every span it makes recorded, then report.
+
+    Exits with CMD's exit code.
+    """
+    from profiler.capture.runner import run_command
+
+    command = list(ctx.args)
+    if not command:
+        typer.echo("sessionprof: error: give the command to run after --, e.g. sessionprof run -- python agent.py",
+                   err=True)
+        raise typer.Exit(2)
+    with user_errors():
+        factors = prices.load()
+        result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=factors,
+                             instrument=instrument)
+    if not no_report and result.lost is None:
+        from profiler.attribution.engine import attribute
+        from profiler.traces.load import load
+        from reports.registry import renderer_for
+
+        renderer = renderer_for(fmt.value)
+        try:
+            ledger = attribute(load(result.path), policy=policy.value, prices=factors)  # type: ignore[arg-type]
+            if not no_html:
+                _write_html(ledger, result.path)
+            emit(renderer.encoded(ledger, by=by.value, top=top, weight=weight.value,
+                                  color=output is None and sys.stdout.isatty()), output, binary=renderer.binary)
+        except (ProfilerError, ValueError) as err:
+            typer.echo(f"sessionprof: could not report on the run: {err}", err=True)
+    typer.echo(f"run directory: {result.path}", err=True)
+    raise typer.Exit(result.exit_code)
+
+
+def _write_html(ledger: Ledger, run_path: Path) -> None:
+    """Write the run's HTML report beside its records; a failure to write is a notice, not an error."""
+    from instrumentation.run_dir import REPORT_FILE
+    from instrumentation.safe_files import write_private
+    from reports import render
+
+    page = run_path / REPORT_FILE
+    try:
+        write_private(page, [str(render(ledger, "html")).encode("utf-8")])
+    except OSError as err:
+        typer.echo(f"sessionprof: could not write {page}: {err.strerror or err}", err=True)
+        return
+    typer.echo(f"HTML report: {page}", err=True)
