@@ -28,6 +28,12 @@ AGENT = textwrap.dedent("""
         time.sleep(0.005)
 
     mode = sys.argv[1]
+    if mode == "plain":  # plain OpenTelemetry spans, recorded by `sessionprof run`'s start-up capture
+        from opentelemetry import trace
+
+        def step(i):
+            with trace.get_tracer("agent").start_as_current_span("execute_tool step"):
+                time.sleep(0.005)
     if mode == "user-handler":
         def handler(signum, frame):
             print("user handler ran", flush=True)
@@ -81,9 +87,10 @@ def _run_cli(run_dir: Path, mode: str) -> subprocess.Popen[str]:
                             text=True)
 
 
-def test_sigterm_to_sessionprof_run_flushes_the_agent_and_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["loop", "plain"])
+def test_sigterm_to_sessionprof_run_flushes_the_agent_and_is_reported(tmp_path: Path, mode: str) -> None:
     run_dir = tmp_path / "run"
-    proc = _run_cli(run_dir, "loop")
+    proc = _run_cli(run_dir, mode)
     early = _wait_for_steps(proc, 150)
     proc.send_signal(signal.SIGTERM)  # passed on to the agent
     rest, errors = proc.communicate(timeout=60)
