@@ -25,7 +25,7 @@ from opentelemetry.context import Context
 from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER as ENV_PROVIDER
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
-from instrumentation import termination
+from instrumentation import forksafe, termination
 from instrumentation.processor import SessionSpanProcessor
 
 logger = logging.getLogger(__name__)
@@ -103,6 +103,14 @@ class _Attached(SpanProcessor):
 
 
 _lock = threading.RLock()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.RLock()  # a parent's thread may have held the old one at the fork
+
+
+forksafe.at_fork_in_child(_new_lock)
 _processor: SessionSpanProcessor | None = None
 _attached: weakref.WeakSet[Any] = weakref.WeakSet()
 _original_setter = trace.set_tracer_provider

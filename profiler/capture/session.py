@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from instrumentation import _state, _tracer, capture, content, semconv, termination, threads
+from instrumentation import _state, _tracer, capture, content, forksafe, semconv, termination, threads
 from instrumentation._state import counters
 from instrumentation.run_dir import (
     ENV_RUN_DIR,
@@ -41,6 +41,14 @@ from profiler.pricing.prices import Prices, load_prices
 logger = logging.getLogger(__name__)
 _notice_lock = threading.Lock()
 _notified = False
+
+
+def _new_notice_lock() -> None:
+    global _notice_lock
+    _notice_lock = threading.Lock()  # a parent's thread may have held the old one at the fork
+
+
+forksafe.at_fork_in_child(_new_notice_lock)
 
 
 def _notice(message: str) -> None:

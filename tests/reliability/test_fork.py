@@ -130,3 +130,22 @@ def test_a_forked_child_leaving_the_session_leaves_it_to_the_parent(tmp_path: Pa
     assert names.count("execute_tool forked_work") == 3
     assert names.count("session session") == 1  # ended once, by the parent
     assert json.loads((tmp_path / "run.json").read_text())["status"] == "complete"
+
+
+@pytest.mark.parametrize(("module", "name"), [("instrumentation._tracer", "_recorders_lock"),
+                                              ("instrumentation.threads", "_lock"),
+                                              ("instrumentation.capture", "_lock"),
+                                              ("instrumentation.auto", "_lock"),
+                                              ("profiler.capture.session", "_notice_lock")])
+def test_every_module_lock_is_free_in_a_forked_child(module: str, name: str) -> None:
+    import importlib
+
+    owner = importlib.import_module(module)
+
+    def child() -> None:
+        if not getattr(owner, name).acquire(timeout=5):
+            os._exit(3)
+
+    with _held(getattr(owner, name)):
+        pid = _fork(child)
+    assert _wait_for(pid, 30) == 0
