@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from instrumentation.safe_files import CLOEXEC, NOFOLLOW
+from instrumentation.safe_files import CLOEXEC, NOFOLLOW, NONBLOCK
 
 SPANS_FILE = "spans.jsonl"
 SAMPLES_FILE = "samples.csv"
@@ -158,7 +158,7 @@ def _meta_lock(path: Path) -> Iterator[None]:
         yield
         return
     try:
-        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | NOFOLLOW | CLOEXEC | NONBLOCK, 0o600)
     except OSError:
         yield  # the write that follows fails with the reason, or succeeds unlocked
         return
@@ -184,7 +184,10 @@ def _meta_lock(path: Path) -> Iterator[None]:
 def read_meta(path: Path) -> dict[str, Any]:
     """Read run.json (never through a link); an absent or unreadable file gives an empty dict."""
     try:
-        fd = os.open(path / META_FILE, os.O_RDONLY | NOFOLLOW | CLOEXEC)
+        fd = os.open(path / META_FILE, os.O_RDONLY | NOFOLLOW | CLOEXEC | NONBLOCK)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return {}
         with os.fdopen(fd, "rb") as stream:
             meta = json.loads(stream.read())
     except (OSError, ValueError):

@@ -19,6 +19,9 @@ from pathlib import Path
 #: `O_NOFOLLOW` and `O_CLOEXEC` where the platform has them (both are POSIX; 0 elsewhere).
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+#: Opening a FIFO planted in a file's place must fail at once, not wait for a reader; on a regular
+#: file `O_NONBLOCK` changes nothing.
+NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 class FileRemovedError(FileNotFoundError):
@@ -73,7 +76,7 @@ class LineAppender:
         self.lock = threading.Lock()
 
     def _open(self) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC, 0o600)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW | CLOEXEC | NONBLOCK, 0o600)
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):

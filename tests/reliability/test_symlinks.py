@@ -146,3 +146,13 @@ def test_the_run_html_report_is_never_written_through_a_link(tmp_path: Path, vic
     assert result.exit_code == 0, result.stderr
     assert victim.read_text() == BASHRC  # before: overwritten with HTML
     assert f"could not write {run_dir / 'report.html'}: is a symbolic link" in result.stderr
+
+
+@pytest.mark.parametrize("planted", ["spans.jsonl", "run.json", ".run.json.lock"])
+def test_a_fifo_planted_in_the_run_directory_never_blocks(tmp_path: Path, planted: str) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(mode=0o700)
+    (run_dir / "samples.csv").touch()
+    os.mkfifo(run_dir / planted)
+    with profiler.session(run_dir=run_dir, gpu="none"), profiler.step("s"):
+        pass  # before: open(2) of the FIFO waited for a reader for ever
