@@ -6,6 +6,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,19 @@ def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) ->
     samples = read_samples(samples_path, warnings) if samples_path.is_file() else empty_frame(SAMPLE_COLUMNS)
     if meta.get("status") == "running":
         warnings.append(f"{path}: the run did not finish cleanly (killed?); figures cover what was written")
+    if meta.get("signal"):
+        warnings.append(_killed_warning(meta))
     return Run(spans=spans, samples=samples, meta=meta, source=path, warnings=warnings)
+
+
+def _killed_warning(meta: dict[str, Any]) -> str:
+    """What run.json says of an agent that a signal ended: which, when, and what may be missing."""
+    ended = meta.get("ended_ns")
+    when = (datetime.fromtimestamp(ended / 1e9, tz=timezone.utc).strftime(" at %Y-%m-%d %H:%M:%S UTC")
+            if isinstance(ended, int) else "")
+    code = f" (exit code {meta['exit_code']})" if meta.get("exit_code") is not None else ""
+    return (f"the agent was killed by {meta['signal']}{when}{code}: steps still running then never ended, "
+            "and spans that ended in its last flush interval (up to 0.5 s) may be missing")
 
 
 #: The trace dialects a file may hold, tried in this order on every JSON value.

@@ -45,4 +45,6 @@ def test_a_report_that_fails_half_way_leaves_no_file(tmp_path: Path, kind: type)
     out.write_text("an older report", encoding="utf-8")
     with pytest.raises(ValueError, match="nothing"):
         emit(failing(), out)
-    assert not out.exists()
+    # Half a report reads as a whole one: it is never in place; the older report is left as it was.
+    assert out.read_text(encoding="utf-8") == "an older report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
