@@ -6,8 +6,9 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -39,22 +40,33 @@ class RunDirExporter(SpanExporter):
         if not spans:
             return SpanExportResult.SUCCESS
         try:
-            document = encode_traces_data(spans, process_pid=os.getpid())
-            line = json.dumps(document, separators=(",", ":"), default=str) + "\n"
-            data = line.encode("utf-8", errors="replace")
-            with self._lock:
-                if self._fd < 0:
-                    create_run_dir(self.path.parent)
-                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view):]
+            self.append_document(encode_traces_data(spans, process_pid=os.getpid()))
         except Exception as err:  # noqa: BLE001 - an exporter must never raise into the pipeline
             self.failed_spans += len(spans)
             logger.warning("sessionprof: could not write %d span(s) to %s: %s", len(spans), self.path, err)
             return SpanExportResult.FAILURE
         self.exported_spans += len(spans)
         return SpanExportResult.SUCCESS
+
+    def append_document(self, document: Mapping[str, Any]) -> None:
+        """Append one OTLP JSON `TracesData` document as one line, in one `write(2)`.
+
+        The OTLP receiver writes what it receives through here too, so a run has one writer format
+        and one append discipline. Safe to call from several threads.
+
+        Raises:
+            OSError: the file could not be opened or written.
+            TypeError, ValueError: the document is not JSON-encodable.
+        """
+        line = json.dumps(document, separators=(",", ":"), default=str) + "\n"
+        data = line.encode("utf-8", errors="replace")
+        with self._lock:
+            if self._fd < 0:
+                create_run_dir(self.path.parent)
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Lines go straight to the file: nothing to flush."""
