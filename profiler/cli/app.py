@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +12,8 @@ from typing import Annotated, Any
 import typer
 
 from profiler.cli.huge_pages import skip_numpy_huge_page_advice
+from profiler.cli.output import emit as _emit
+from profiler.cli.output import finish_recording
 from profiler.errors import ProfilerError
 
 app = typer.Typer(
@@ -74,37 +76,6 @@ def _prices(options: dict[str, Any]) -> Any:
     from profiler.pricing.prices import load_prices
 
     return load_prices(config=options.get("config"), **{k: options[k] for k in PRICE_FLAGS if k in options})
-
-
-def _emit(report: str | bytes | Iterable[str] | Iterable[bytes], output: Path | None, *,
-          binary: bool = False) -> None:
-    """Write a report to stdout or to `output`: whole, or in pieces of text or of UTF-8
-    (`reports.render_encoded`) written as they come, so that a big report is never held whole.
-    A `binary` report (or a whole one in bytes) is never written to a terminal."""
-    pieces = (report,) if isinstance(report, (str, bytes)) else report
-    if output is None:
-        if (binary or isinstance(report, bytes)) and sys.stdout.isatty():
-            raise ValueError("this format is binary: write it to a file with -o FILE")
-        binary_stdout = getattr(sys.stdout, "buffer", None)  # None: a text-only stand-in for stdout
-        for piece in pieces:
-            if isinstance(piece, str):
-                sys.stdout.write(piece)
-            elif binary_stdout is None:
-                sys.stdout.write(piece.decode("utf-8"))
-            else:
-                sys.stdout.flush()  # what went before, in order
-                binary_stdout.write(piece)
-        sys.stdout.flush()
-        return
-    try:
-        with output.open("wb") as stream:
-            for piece in pieces:
-                stream.write(piece if isinstance(piece, bytes) else piece.encode("utf-8"))
-    except BaseException:
-        if output.is_file():
-            output.unlink()  # half a report reads as a whole one
-        raise
-    typer.echo(f"report written to {output}", err=True)
 
 
 def _progress() -> tuple[Callable[[int, int], None] | None, Callable[[], None]]:
@@ -218,23 +189,46 @@ def run(
         _check_choice("--weight", weight, WEIGHTS)
         prices = _prices(locals())
         result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices)
-    if not no_report:
-        from profiler.attribution.engine import attribute
-        from profiler.traces.load import load
-        from reports import render_encoded
-        from reports.render import BINARY_FORMATS
+    finish_recording(result, locals())
 
-        try:
-            ledger = attribute(load(result.path), policy=policy, prices=prices)  # type: ignore[arg-type]
-            if not no_html:
-                _write_html(ledger, result.path)
-            _emit(render_encoded(ledger, format, by=by, top=top, weight=weight,
-                                 color=output is None and sys.stdout.isatty()), output,
-                  binary=format in BINARY_FORMATS)
-        except (ProfilerError, ValueError) as err:
-            typer.echo(f"sessionprof: could not report on the run: {err}", err=True)
-    typer.echo(f"run directory: {result.path}", err=True)
-    raise typer.Exit(result.exit_code)
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on. Anything but loopback takes spans "
+                                      "from the network (a warning says so).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (OTLP/HTTP's "
+                                      "4318 by default; 0: a free one).")] = 4318,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="The run's directory (default: a new one "
+                                                    "under ./.sessionprof/runs).")] = None,
+    gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
+    interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    format: Format = "table",
+    by: By = "step",
+    top: Top = None,
+    output: Output = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")] = False,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html into the run "
+                                          "directory.")] = False,
+    weight: Weight = "usd",
+    policy: Policy = "equal",
+    gpu_usd_per_hour: GpuRate = None,
+    energy_usd_per_kwh: EnergyPrice = None,
+    pue: Pue = None,
+    carbon_g_per_kwh: Carbon = None,
+    region: Region = None,
+    config: Config = None,
+) -> None:
+    """Take OTLP/HTTP (traces, Claude Code's events) from agents started elsewhere and sample the GPUs,
+    until Ctrl-C or SIGTERM; then report on the run."""
+    from profiler.capture.serve import serve as serve_run
+    from reports.render import FORMATS, WEIGHTS
+
+    with _user_errors():
+        _check_choice("--format", format, FORMATS)
+        _check_choice("--weight", weight, WEIGHTS)
+        prices = _prices(locals())
+        result = serve_run(run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=prices, host=host, port=port)
+    finish_recording(result, locals(), served=True)
 
 
 @app.command()
@@ -256,19 +250,6 @@ def gpus() -> None:
         for key in ("driver_version", "architecture", "power_limit_w", "memory_total_bytes", "mig_mode"):
             if key in info.details:
                 typer.echo(f"  {key}: {info.details[key]}")
-
-
-def _write_html(ledger: Any, run_path: Path) -> None:
-    """Write the run's HTML report beside its records; a failure to write is a notice, not an error."""
-    from reports import render
-
-    page = run_path / "report.html"
-    try:
-        page.write_text(str(render(ledger, "html")), encoding="utf-8")
-    except OSError as err:
-        typer.echo(f"sessionprof: could not write {page}: {err.strerror or err}", err=True)
-        return
-    typer.echo(f"HTML report: {page}", err=True)
 
 
 def _select(ledger: Any, sessions: list[str] | None, since: str | None, until: str | None) -> Any:
