@@ -8,6 +8,7 @@ installed globally. With none of these, decorators call straight through.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -115,3 +116,8 @@ def shutdown_all() -> None:
             recorder.processor.shutdown()
         except Exception:  # noqa: BLE001 - flushing at exit must not raise
             logger.debug("shutdown failed", exc_info=True)
+
+
+# Here, not in `profiler.session`: an agent that only decorates, under `sessionprof run`, never
+# imports the session module, and its last batch of spans would be lost at exit.
+atexit.register(shutdown_all)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
@@ -246,5 +245,3 @@ def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: 
     """
     return Session(name, run_dir, gpu, sample_interval_s, prices, policy, capture_content, redact)
 
-
-atexit.register(_tracer.shutdown_all)

@@ -136,3 +136,10 @@ def test_an_empty_run_keeps_the_commands_own_failure_code(tmp_path: Path) -> Non
     assert result.exit_code == 5
     assert "no spans were recorded, so there is nothing to attribute (the command's exit code 5)" in result.output
 
+
+def test_an_agent_that_only_decorates_keeps_its_last_steps_at_exit(tmp_path: Path) -> None:
+    # It never imports profiler.session, whose import used to be what flushed the recorder at exit.
+    agent = "import profiler\n@profiler.tool\ndef search():\n    pass\nsearch()\nsearch()"
+    result, report = _run(tmp_path, sys.executable, "-c", agent)
+    assert result.exit_code == 0, result.output
+    assert report["totals"]["tool_calls"] == 2
