@@ -12,7 +12,6 @@ import sys
 from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from instrumentation.run_dir import ENV_SESSION_ID, ENV_TRACEPARENT
 
@@ -68,6 +67,9 @@ def join_ambient_run() -> None:
     ambient_session_id = os.environ.get(ENV_SESSION_ID) or None
     traceparent = os.environ.get(ENV_TRACEPARENT)
     if traceparent:
+        # Imported here: only a child process of a run needs it, and it is not free to import.
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
         ambient_parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
 
 

@@ -16,7 +16,6 @@ import threading
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from instrumentation import _state
 from instrumentation.processor import SessionSpanProcessor
@@ -102,6 +101,8 @@ def child_environment(session: _state.ActiveSession, span: trace.Span | None) ->
     env = {ENV_RUN_DIR: str(session.path.resolve()), ENV_SESSION_ID: session.session_id,
            ENV_PARENT_PID: str(os.getpid())}
     if span is not None:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
         carrier: dict[str, str] = {}
         TraceContextTextMapPropagator().inject(carrier, context=trace.set_span_in_context(span))
         if "traceparent" in carrier:

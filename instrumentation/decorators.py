@@ -10,6 +10,7 @@ exception from the profiler itself ever reaches the caller.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -286,12 +287,18 @@ class StepScope:
             _record(self._span, response, counts)
 
 
+#: The entries of step objects open in this context, innermost last: (step, span, token). A context
+#: variable, not a list on the step, so one step object entered by two asyncio tasks or threads at
+#: once keeps each entry's span and context token apart (each task and thread has its own context).
+_open_entries: contextvars.ContextVar[tuple[tuple[_Step, trace.Span | None, object], ...]] = \
+    contextvars.ContextVar("sessionprof_open_steps", default=())
+
+
 class _Step:
     """A configured decorator that is also a (sync and async) context manager."""
 
     def __init__(self, spec: _Spec) -> None:
         self._spec = spec
-        self._open: list[tuple[trace.Span | None, object]] = []
 
     def __call__(self, func: F) -> F:
         if not callable(func):
@@ -301,12 +308,22 @@ class _Step:
     def __enter__(self) -> StepScope:
         tracer = _tracer.tracer()
         span, token = _begin(tracer, self._spec) if tracer is not None else (None, None)
-        self._open.append((span, token))
+        _open_entries.set((*_open_entries.get(), (self, span, token)))
         return StepScope(span)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        span, token = self._open.pop() if self._open else (None, None)
+        span, token = self._take_entry()
         _finish(span, token, self._spec, None, exc)
+
+    def _take_entry(self) -> tuple[trace.Span | None, object]:
+        """Remove and return this step's innermost entry open in this context."""
+        entries = _open_entries.get()
+        for position in range(len(entries) - 1, -1, -1):
+            step, span, token = entries[position]
+            if step is self:
+                _open_entries.set(entries[:position] + entries[position + 1:])
+                return span, token
+        return None, None  # exited in another context than it was entered in: nothing to end here
 
     async def __aenter__(self) -> StepScope:
         return self.__enter__()

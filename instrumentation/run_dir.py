@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ DEFAULT_HOME = Path(".sessionprof") / "runs"
 
 def new_run_id() -> str:
     """A sortable, unique run id: local date and time plus random hex."""
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()  # not `secrets`: it loads hashlib
 
 
 def resolve_run_dir(run_dir: str | Path | None = None,

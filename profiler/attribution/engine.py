@@ -1,5 +1,5 @@
 """The attribution engine: charge every measured joule, GiB*s, GPU-second, token and dollar of a run
-to the step that caused it (DESIGN.md, "Attribution: the rules").
+to the step that caused it (docs/attribution.md).
 
 Each GPU's timeline is cut at every span boundary. In each slice the quantity is split among the
 active leaves (the innermost open steps) by the policy; a slice with no open step goes to the
@@ -9,13 +9,14 @@ Because every quantity is a cumulative curve, the slices telescope and the parts
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from profiler.arrays import unique_sorted
 from profiler.attribution.billing import mark_billable
+from profiler.attribution.choices import POLICIES, Policy
 from profiler.attribution.ledger import Ledger, build_ledger
 from profiler.attribution.memory_shares import MemoryShares, memory_shares, pid_memory_by_gpu, resolve_pids
 from profiler.attribution.tree import depths, leaf_ranges, parent_positions, session_tree
@@ -25,8 +26,6 @@ from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, con
 from profiler.pricing.api import ApiPricer
 from profiler.pricing.prices import Prices
 
-Policy = Literal["equal", "tokens", "memory"]
-POLICIES: tuple[str, ...] = ("equal", "tokens", "memory")
 #: The slow readings summarised per GPU in `Ledger.totals["gpus"]`.
 SLOW_READINGS = ("sm_clock_mhz", "mem_clock_mhz", "temp_c")
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from instrumentation import semconv
+from profiler.attribution.choices import GROUP_KEYS
 from profiler.attribution.peaks import peak_column
 from profiler.attribution.tree import subtree_sums_of
 from profiler.energy.sensor_checks import add_checks, energy_uncertainty
@@ -26,7 +27,6 @@ KWH_PER_J = 1.0 / 3.6e6
 COST_COLUMNS = ("api_cost_usd", "gpu_cost_usd", "energy_cost_usd", "total_cost_usd")
 #: Columns that have a `self_` twin (what the step received itself, children excluded).
 INCLUSIVE_COLUMNS = ("wall_s", *QUANTITIES, *TOKEN_COLUMNS, *COST_COLUMNS, "co2_g", "unpriced_calls")
-GROUP_KEYS = ("step", "tool", "model", "session", "kind")
 
 
 @dataclass

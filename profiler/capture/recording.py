@@ -88,7 +88,8 @@ class Recording:
                 self.sampler.stop()
                 self.receiver.stop()
                 raise GpuUnavailableError(self.sampler.unavailable_reason or "no GPU")
-            self._say(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
+            if self.gpu != "none":  # asked for no GPU: nothing to tell
+                self._say(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
         write_meta(self.path, {**self.meta(), "status": "running"})
         self.live.start()
         return endpoint

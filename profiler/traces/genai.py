@@ -1,6 +1,6 @@
 """Read GenAI meaning out of span attributes, whatever dialect wrote them.
 
-One function per concept, each trying the aliases of `reference/genai-attributes.md` in order.
+One function per concept, each trying the aliases of docs/dialects.md#attribute-aliases in order.
 `profiler.traces.span_table` answers all of them for a batch of decoded spans at once, with the same
 answers; every trace format's spans go through it, so our own files and other tools' files are
 understood the same way. Which spans' usage is billed is `profiler.attribution.billing`'s.
