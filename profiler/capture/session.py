@@ -147,7 +147,8 @@ class Session:
         if not self.sampler.gpus:
             if self.gpu == "nvml":
                 raise GpuUnavailableError(self.sampler.unavailable_reason or "no GPU")
-            _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
+            if self.gpu != "none":  # asked for no GPU: nothing to tell
+                _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
         self._write_meta("running")
 
     def _close(self, exc: BaseException | None) -> None:
