@@ -179,15 +179,17 @@ def _gzip_zeros(mib: int) -> bytes:
 
 
 #: A receiver in a process of its own, so that its peak memory is its own: it prints its endpoint,
-#: serves until its stdin closes, then prints its peak resident memory in KiB.
+#: serves until its stdin closes, then prints its peak resident memory in KiB. (VmHWM, not
+#: ru_maxrss, which a child inherits from the parent it was forked from: pytest's own peak.)
 RECEIVER_PROCESS = """
-import resource, sys
+import re, sys
+from pathlib import Path
 from profiler.capture.receiver import OtlpReceiver
 receiver = OtlpReceiver(sys.argv[1], max_inflated_bytes=8 * 1024 * 1024)
 print(receiver.start(), flush=True)
 sys.stdin.read()
 receiver.stop()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)
+print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1), flush=True)
 """
 
 
