@@ -37,7 +37,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from instrumentation.exporter import RunDirExporter
+from instrumentation.semconv import CONVERSATION_ID, SESSION_KEYS
 from profiler.capture.coding_agents import spans_from_logs
+from profiler.capture.http_body import ClientGone, read_body
 from profiler.capture.otlp_codec import (
     RESPONSE_TYPES,
     BodyFormat,
@@ -89,10 +91,6 @@ class ReceiverStats:
     def to_json(self) -> dict[str, Any]:
         """The counts as a dict for run.json."""
         return asdict(self)
-
-
-class _ClientGone(Exception):
-    """The client closed the connection or stalled before its body arrived: nobody to answer."""
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -156,8 +154,12 @@ class OtlpReceiver:
 
     def __init__(self, run_dir: str | Path, *, host: str = LOOPBACK, port: int = 0,
                  max_body_bytes: int = MAX_BODY_BYTES, max_inflated_bytes: int = MAX_INFLATED_BYTES,
-                 clock: Callable[[], int] = time.time_ns) -> None:
-        """Record the settings; nothing listens until `start()`."""
+                 clock: Callable[[], int] = time.time_ns, session_id: str | None = None) -> None:
+        """Record the settings; nothing listens until `start()`.
+
+        `session_id`: the session of spans that name none (on their resource, as
+        `gen_ai.conversation.id`), so that everything a `sessionprof run` receives is one session.
+        """
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be 0-65535, not {port}")
         if max_body_bytes <= 0 or max_inflated_bytes <= 0:
@@ -165,6 +167,7 @@ class OtlpReceiver:
         self.host, self.port = host, port
         self.max_body_bytes, self.max_inflated_bytes = max_body_bytes, max_inflated_bytes
         self.clock = clock
+        self.session_id = session_id
         self.stats = ReceiverStats()
         self._writer = RunDirExporter(run_dir)
         self._lock = threading.Lock()
@@ -259,7 +262,7 @@ class OtlpReceiver:
         # Errors are answered in the request's own format where it names one we speak.
         fmt: BodyFormat = "json" if "json" in handler.headers.get("Content-Type", "").lower() else "protobuf"
         try:
-            body = self._read_body(handler)
+            body = read_body(handler, self.max_body_bytes)
             accept = _SIGNALS.get(urlsplit(handler.path).path)
             if accept is None:
                 raise PayloadError(404, f"no OTLP endpoint at {urlsplit(handler.path).path}: "
@@ -269,11 +272,11 @@ class OtlpReceiver:
             with self._decode_slots:
                 response = accept(self, data, fmt)
             self._send(handler, 200, fmt, encode_message(response, fmt))
-        except _ClientGone:
+        except ClientGone:
             handler.close_connection = True
         except PayloadError as err:
             self._refuse(handler, err.status, str(err), fmt)
-        except OSError as err:  # the run's file, not the socket (that is _ClientGone)
+        except OSError as err:  # the run's file, not the socket (that is ClientGone)
             self._refuse(handler, 500, f"could not write {self._writer.path}: {err.strerror or err}", fmt)
         except Exception as err:  # noqa: BLE001 - no request may take the receiver down
             logger.debug("otlp receiver: request failed", exc_info=True)
@@ -287,51 +290,6 @@ class OtlpReceiver:
         handler.close_connection = True  # a body, if any, is left unread
         with contextlib.suppress(OSError):
             self._refuse(handler, 405, f"{handler.command} is not supported: OTLP/HTTP takes POST", "json")
-
-    def _read_body(self, handler: BaseHTTPRequestHandler) -> bytes:
-        """The request body, read only up to the limit (the connection closes on a refusal here)."""
-        try:
-            if handler.headers.get("Transfer-Encoding", "").strip().lower() == "chunked":
-                return self._read_chunked(handler)
-            length = handler.headers.get("Content-Length")
-            if length is None:
-                handler.close_connection = True
-                raise PayloadError(411, "a Content-Length (or a chunked body) is required")
-            if not length.strip().isdigit():
-                handler.close_connection = True
-                raise PayloadError(400, f"Content-Length {length!r} is not a byte count")
-            size = int(length)
-            if size > self.max_body_bytes:
-                handler.close_connection = True
-                raise PayloadError(413, f"the body is {size} bytes; the limit is {self.max_body_bytes}")
-            body = handler.rfile.read(size)
-        except OSError as err:
-            raise _ClientGone from err
-        if len(body) < size:
-            raise _ClientGone
-        return body
-
-    def _read_chunked(self, handler: BaseHTTPRequestHandler) -> bytes:
-        body = bytearray()
-        while True:
-            line = handler.rfile.readline(1026)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                handler.close_connection = True
-                raise PayloadError(400, "a malformed chunk in the chunked body") from None
-            if size == 0:
-                while handler.rfile.readline(1026).strip():
-                    pass  # trailers, unused
-                return bytes(body)
-            if len(body) + size > self.max_body_bytes:
-                handler.close_connection = True
-                raise PayloadError(413, f"the chunked body passes the limit of {self.max_body_bytes} bytes")
-            chunk = handler.rfile.read(size)
-            if len(chunk) < size:
-                raise _ClientGone
-            body += chunk
-            handler.rfile.readline(3)
 
     def _refuse(self, handler: BaseHTTPRequestHandler, status: int, message: str, fmt: BodyFormat) -> None:
         with self._lock:
@@ -357,6 +315,9 @@ class OtlpReceiver:
         request = parse_request(data, fmt, ExportTraceServiceRequest)
         kept, rejected, first = drop_invalid_spans(request)
         if kept:
+            if self.session_id is not None:
+                for resource_spans in request.resource_spans:
+                    _name_session(resource_spans.resource.attributes, self.session_id)
             self._writer.append_document(traces_document(request))
         with self._lock:
             self.stats.spans += kept
@@ -368,7 +329,11 @@ class OtlpReceiver:
         return response
 
     def _accept_logs(self, data: bytes, fmt: BodyFormat) -> Message:
-        harvest = spans_from_logs(parse_request(data, fmt, ExportLogsServiceRequest), self.clock())
+        request = parse_request(data, fmt, ExportLogsServiceRequest)
+        if self.session_id is not None:
+            for resource_logs in request.resource_logs:
+                _name_session(resource_logs.resource.attributes, self.session_id)
+        harvest = spans_from_logs(request, self.clock())
         if harvest.document is not None:
             self._writer.append_document(harvest.document)
         with self._lock:
@@ -382,6 +347,13 @@ class OtlpReceiver:
         with self._lock:
             self.stats.metric_points += points
         return ExportMetricsServiceResponse()
+
+
+def _name_session(attributes: Any, session_id: str) -> None:
+    """Give a resource the run's session, unless it names one: its spans that name none then belong
+    to it (readers look at the span, then at its resource), and the others keep theirs."""
+    if not any(item.key in SESSION_KEYS for item in attributes):
+        attributes.add(key=CONVERSATION_ID).value.string_value = session_id
 
 
 _SIGNALS: dict[str, Callable[[OtlpReceiver, bytes, BodyFormat], Message]] = {

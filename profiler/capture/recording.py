@@ -60,16 +60,19 @@ class Recording:
 
     def __init__(self, path: Path, *, command: list[str], gpu: str, interval_s: float, prices: Prices,
                  pids: Callable[[], frozenset[int]] | None = None, host: str = LOOPBACK, port: int = 0,
-                 stream: TextIO | None = None) -> None:
-        """Prepare; nothing starts until `start()`."""
+                 stream: TextIO | None = None, meta: dict[str, Any] | None = None,
+                 session_id: str | None = None) -> None:
+        """Prepare; nothing starts until `start()`. `meta` adds fields of the caller's to run.json;
+        `session_id` is the session of received spans that name none."""
         self.path = path
+        self.extra_meta = dict(meta or {})
         self.command = command
         self.gpu = gpu
         self.prices = prices
         self.stream = stream if stream is not None else sys.stderr
         self.started_ns = 0
         self.sampler = GpuSampler(select_backend(gpu), path / SAMPLES_FILE, interval_s=interval_s, pids=pids)
-        self.receiver = OtlpReceiver(path, host=host, port=port)
+        self.receiver = OtlpReceiver(path, host=host, port=port, session_id=session_id)
         self.live = LiveLine(SpanTally(path / SPANS_FILE), self.stream, gpus=self.sampler.latest_readings)
 
     def start(self) -> str:
@@ -118,6 +121,7 @@ class Recording:
             "otlp_receiver": {"endpoint": self.receiver.endpoint, **stats.to_json()},
             "dropped": {"sample_read_errors": self.sampler.stats.read_errors,
                         "otlp_rejected_spans": stats.rejected_spans},
+            **self.extra_meta,
         }
 
     def _say(self, message: str) -> None:

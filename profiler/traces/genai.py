@@ -57,9 +57,7 @@ _REASONING = (semconv.REASONING_TOKENS, "llm.token_count.completion_details.reas
 _MODEL = (semconv.RESPONSE_MODEL, "llm.response.model_name", "ai.response.model", semconv.REQUEST_MODEL,
           "llm.request.model_name", "llm.model_name", "ai.model.id", "langfuse.observation.model.name")
 _PROVIDER = (semconv.PROVIDER, "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
-SESSION_KEYS = (semconv.CONVERSATION_ID, "session.id", "langfuse.session.id", "gen_ai.session.id",
-            "gen_ai.agent.session_id", "traceloop.association.properties.session_id",
-            "ai.telemetry.metadata.sessionId", "claude.session.id", "github.copilot.interaction_id")
+SESSION_KEYS = semconv.SESSION_KEYS
 _COST = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "gen_ai.usage.cost_usd")
 _PROVIDER_ALIASES = {
     "vertex_ai": "gcp.vertex_ai",

@@ -295,3 +295,19 @@ def test_a_write_failure_is_a_500_not_a_crash(tmp_path: Path) -> None:
         status, _, body = post(receiver.endpoint, "/v1/traces", agent_turn().SerializeToString())
         assert status == 500 and _status(body)[1].startswith(f"could not write {blocked / 'run' / 'spans.jsonl'}")
         assert post(receiver.endpoint, "/v1/metrics", b"")[0] == 200
+
+
+def test_spans_that_name_no_session_join_the_runs(tmp_path: Path) -> None:
+    plain = span_request([{"span_id": 1, "parent": None, "name": "chat a", "start": 0, "end": 1,
+                           "attrs": chat_attrs()},
+                          {"span_id": 2, "parent": None, "name": "chat b", "start": 1, "end": 2,
+                           "trace_id": bytes.fromhex("1" * 32), "attrs": chat_attrs(**{"session.id": "own"})}])
+    named = span_request([{"span_id": 3, "parent": None, "name": "chat c", "start": 2, "end": 3,
+                           "trace_id": bytes.fromhex("2" * 32), "attrs": chat_attrs()}])
+    named.resource_spans[0].resource.attributes.add(key="session.id").value.string_value = "their-service"
+    with OtlpReceiver(tmp_path / "run", session_id="run-session") as receiver:
+        for request in (plain, named):
+            assert post(receiver.endpoint, "/v1/traces", request.SerializeToString())[0] == 200
+    steps = attribute(profiler.load(tmp_path / "run")).steps.set_index("name")
+    assert steps.loc["chat a", "session_id"] == "run-session"  # across traces, one session
+    assert steps.loc["chat b", "session_id"] == "own" and steps.loc["chat c", "session_id"] == "their-service"

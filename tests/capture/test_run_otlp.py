@@ -143,3 +143,28 @@ def test_an_agent_that_only_decorates_keeps_its_last_steps_at_exit(tmp_path: Pat
     result, report = _run(tmp_path, sys.executable, "-c", agent)
     assert result.exit_code == 0, result.output
     assert report["totals"]["tool_calls"] == 2
+
+
+def test_otlp_spans_that_name_no_session_are_the_runs_one_session(tmp_path: Path) -> None:
+    # A plain SDK loop: each model call its own trace, no session named anywhere.
+    script = tmp_path / "loop.py"
+    script.write_text(textwrap.dedent("""
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        tracer = provider.get_tracer("loop")
+        for tokens in (100, 200):
+            tracer.start_span("chat gpt-4o", attributes={
+                "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o",
+                "gen_ai.usage.input_tokens": tokens, "gen_ai.usage.output_tokens": 10}).end()
+        provider.shutdown()
+    """))
+    result, report = _run(tmp_path, sys.executable, str(script))
+    assert result.exit_code == 0, result.output
+    run_session = json.loads((tmp_path / "run" / "run.json").read_text())["sessions"][0]["id"]
+    assert len({s["trace_id"] for s in report["steps"] if s["kind"] == "chat"}) == 2
+    assert report["totals"]["sessions"] == 1 and report["totals"]["model_calls"] == 2
+    assert {s["session_id"] for s in report["steps"] if s["kind"] == "chat"} == {run_session}
