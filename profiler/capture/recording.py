@@ -3,6 +3,7 @@ directory and its run.json, the GPU sampler, the OTLP receiver and the live line
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -10,13 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from instrumentation.run_dir import SPANS_FILE, create_run_dir, write_meta
+from instrumentation import _state
+from instrumentation.run_dir import (
+    META_FILE,
+    SAMPLES_FILE,
+    SPANS_FILE,
+    UnsafeRunDirError,
+    create_run_dir,
+    update_meta,
+    with_losses,
+)
+from profiler.capture.argv import mask_command
 from profiler.capture.live import LiveLine, SpanTally
 from profiler.capture.receiver import LOOPBACK, OtlpReceiver, ReceiverStats
 from profiler.errors import GpuUnavailableError
 from profiler.gpu.host import host_info
 from profiler.gpu.sampler import GpuSampler
-from profiler.gpu.samples_file import SAMPLES_FILE
 from profiler.gpu.select import select_backend
 from profiler.pricing.prices import Prices
 
@@ -31,7 +41,11 @@ class RunResult:
 
     path: Path
     exit_code: int
-    """The command's exit code (0 for `serve`)."""
+    """As a shell reports it: the child's own code, or 128 + N when signal N ended it (0 for `serve`)."""
+    signal: str | None = None
+    """The name of the signal that ended the child (`SIGTERM`), if one did."""
+    lost: str | None = None
+    """Why the run directory could not be completed (deleted mid-run, unwritable), if it could not."""
     spans_recorded: bool = True
     gpu_sampled: bool = False
     receiver: ReceiverStats = field(default_factory=ReceiverStats)
@@ -43,7 +57,7 @@ class RunResult:
     @property
     def final_exit_code(self) -> int:
         """The command's exit code, or `EMPTY_RUN_EXIT_CODE` when it succeeded and nothing was recorded."""
-        return self.exit_code or (0 if self.spans_recorded else EMPTY_RUN_EXIT_CODE)
+        return self.exit_code or (0 if self.spans_recorded or self.lost else EMPTY_RUN_EXIT_CODE)
 
 
 def spans_recorded(path: Path) -> bool:
@@ -56,73 +70,117 @@ def spans_recorded(path: Path) -> bool:
 
 
 class Recording:
-    """One run being recorded: sampler, receiver and live line started together, stopped in order."""
+    """One run being recorded: receiver, sampler and live line started together, stopped in order;
+    run.json merged under the run's lock with what child processes add to it."""
 
     def __init__(self, path: Path, *, command: list[str], gpu: str, interval_s: float, prices: Prices,
                  pids: Callable[[], frozenset[int]] | None = None, host: str = LOOPBACK, port: int = 0,
-                 stream: TextIO | None = None, meta: dict[str, Any] | None = None,
-                 session_id: str | None = None) -> None:
-        """Prepare; nothing starts until `start()`. `meta` adds fields of the caller's to run.json;
-        `session_id` is the session of received spans that name none."""
-        self.path = path
-        self.extra_meta = dict(meta or {})
-        self.command = command
-        self.gpu = gpu
-        self.prices = prices
+                 stream: TextIO | None = None, settings: dict[str, Any] | None = None,
+                 session: dict[str, str] | None = None) -> None:
+        """Prepare; nothing starts until `start()`.
+
+        `settings` are fields of the caller's for run.json; `session` (`id`, `name`) is the run's
+        one session, first in run.json's `sessions` and the session of received spans that name none.
+        """
+        self.path, self.command, self.gpu, self.prices = path, command, gpu, prices
+        self.settings = dict(settings or {})
+        self.session = session
         self.stream = stream if stream is not None else sys.stderr
         self.started_ns = 0
+        self.warned = False
         self.sampler = GpuSampler(select_backend(gpu), path / SAMPLES_FILE, interval_s=interval_s, pids=pids)
-        self.receiver = OtlpReceiver(path, host=host, port=port, session_id=session_id)
+        self.receiver = OtlpReceiver(path, host=host, port=port, session_id=session["id"] if session else None)
         self.live = LiveLine(SpanTally(path / SPANS_FILE), self.stream, gpus=self.sampler.latest_readings)
 
     def start(self) -> str:
-        """Create the run directory, start sampling and listening, write run.json; returns the endpoint.
+        """Listen, create the run directory, start sampling, write run.json; returns the endpoint.
 
         Raises:
+            ReceiverError: the receiver cannot listen where asked (nothing is created).
+            OSError: the run directory cannot be created.
             GpuUnavailableError: `gpu="nvml"` and no GPU.
-            ReceiverError: the receiver cannot listen where asked (nothing is left running).
         """
         endpoint = self.receiver.start()  # first: a port in use leaves nothing behind
-        create_run_dir(self.path)
-        self.started_ns = time.time_ns()
-        self.sampler.start()
-        if not self.sampler.gpus:
-            if self.gpu == "nvml":
+        try:
+            self._create_directory()
+            self.started_ns = time.time_ns()
+            self.sampler.start()
+            if not self.sampler.gpus and self.gpu == "nvml":
                 self.sampler.stop()
-                self.receiver.stop()
                 raise GpuUnavailableError(self.sampler.unavailable_reason or "no GPU")
-            if self.gpu != "none":  # asked for no GPU: nothing to tell
-                self._say(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
-        write_meta(self.path, {**self.meta(), "status": "running"})
+        except BaseException:
+            self.receiver.stop()
+            raise
+        if not self.sampler.gpus and self.gpu != "none":  # asked for no GPU: nothing to tell
+            self._say(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
+        self.write({"status": "running"}, first=True)
         self.live.start()
         return endpoint
 
-    def finish(self, exit_code: int, **extra: Any) -> RunResult:
+    def finish(self, exit_code: int, *, signal: str | None = None, **fields: Any) -> RunResult:
         """Stop the live line, take in what exporters are still sending, stop sampling, write run.json."""
         self.live.stop()
         self.receiver.stop()
         self.sampler.stop()
-        write_meta(self.path, {**self.meta(), "status": "complete", "ended_ns": time.time_ns(),
-                               "exit_code": exit_code, **extra})
-        return RunResult(path=self.path, exit_code=exit_code, spans_recorded=spans_recorded(self.path),
-                         gpu_sampled=self.sampler.stats.samples > 0, receiver=self.receiver.stats,
-                         endpoint=self.receiver.endpoint)
+        lost = self.write({"status": "killed" if signal else "complete", "ended_ns": time.time_ns(),
+                           "exit_code": exit_code, **({"signal": signal} if signal else {}), **fields})
+        return RunResult(path=self.path, exit_code=exit_code, signal=signal, lost=lost,
+                         spans_recorded=spans_recorded(self.path), gpu_sampled=self.sampler.stats.samples > 0,
+                         receiver=self.receiver.stats, endpoint=self.receiver.endpoint)
 
-    def meta(self) -> dict[str, Any]:
-        """run.json as it stands: host, command, sampler, prices, the receiver's counts, what was dropped."""
-        stats = self.receiver.stats
+    def write(self, fields: dict[str, Any], *, first: bool = False) -> str | None:
+        """Write run.json; return why it could not be (one warning the first time), else None."""
+        if not first and not self.path.is_dir():
+            message = f"the run directory {self.path} was deleted while the command ran; its records are lost"
+            if _state.claim_loss_warning(self.path):
+                self._lost(message)
+            return message
+        stats = self.sampler.stats
+        losses = {"sample_read_errors": stats.read_errors, "samples_failed_write": stats.samples_failed_write,
+                  "otlp_rejected_spans": self.receiver.stats.rejected_spans}
+        meta = {**self._base(), **fields}
+
+        def merge(previous: dict[str, Any]) -> dict[str, Any]:
+            kept = {} if first else previous  # a new run replaces what a reused directory held
+            # Sessions the child opened itself (profiler.session()) wrote themselves in meanwhile.
+            own = [self.session] if self.session else []
+            ids = {session["id"] for session in own}
+            sessions = [*own, *(s for s in kept.get("sessions", []) if isinstance(s, dict) and s.get("id") not in ids)]
+            return with_losses({**kept, **meta, "sessions": sessions}, os.getpid(), losses)
+
+        try:
+            update_meta(self.path, merge)
+        except OSError as err:
+            return self._lost(f"cannot write {self.path / META_FILE} ({err.strerror or err}); the run's "
+                              "metadata is missing")
+        return None
+
+    def _create_directory(self) -> None:
+        try:
+            create_run_dir(self.path)
+        except UnsafeRunDirError:
+            raise
+        except OSError as err:
+            raise OSError(f"cannot create the run directory {self.path}: {err.strerror or err} (give --run-dir "
+                          "on a writable disk)") from None
+
+    def _base(self) -> dict[str, Any]:
         return {
             "run_id": self.path.name,
             "started_ns": self.started_ns,
             "host": host_info(),
-            "command": self.command,
+            "command": mask_command(self.command),
             **self.sampler.describe(),
             "prices": self.prices.to_json(),
-            "otlp_receiver": {"endpoint": self.receiver.endpoint, **stats.to_json()},
-            "dropped": {"sample_read_errors": self.sampler.stats.read_errors,
-                        "otlp_rejected_spans": stats.rejected_spans},
-            **self.extra_meta,
+            "otlp_receiver": {"endpoint": self.receiver.endpoint, **self.receiver.stats.to_json()},
+            **self.settings,
         }
+
+    def _lost(self, message: str) -> str:
+        if not self.warned:
+            self.warned = True
+            self._say(f"warning: {message}")
+        return message
 
     def _say(self, message: str) -> None:
         print(f"sessionprof: {message}", file=self.stream)

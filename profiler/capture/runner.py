@@ -22,12 +22,12 @@ from instrumentation.run_dir import (
     ENV_SAMPLER,
     ENV_SESSION_ID,
     ENV_TRACEPARENT,
-    read_meta,
     resolve_run_dir,
 )
+from profiler.capture.argv import mask_command
 from profiler.capture.otlp_env import otlp_environment
 from profiler.capture.recording import Recording, RunResult
-from profiler.gpu.sampler import process_tree
+from profiler.gpu.host import process_tree
 from profiler.pricing.prices import Prices
 
 __all__ = ["RunResult", "child_environment", "run_command"]
@@ -42,22 +42,26 @@ def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_
     child is handed, unless a span names its own. The child also gets the standard
     `OTEL_EXPORTER_OTLP_*` variables pointing at the run's OTLP receiver (for any other
     OpenTelemetry SDK, in any language), unless the user set their own (`otlp_env`). Signals that
-    stop us (Ctrl-C, SIGTERM) are passed on to the child, whose exit still ends the run cleanly, so
-    an interrupted agent leaves a complete run directory.
+    stop us (Ctrl-C, SIGTERM) are passed on to the child. How the child ended (its exit code, or the
+    signal that ended it) is recorded in run.json, whose `status` says `complete` only for a child
+    that exited on its own. Once the child has started, nothing that happens to the run directory
+    changes the exit code: a loss is one warning.
 
     Raises:
         ValueError: `instrument` is not a selection.
-        FileNotFoundError: the command cannot be started.
+        OSError: the run directory cannot be created (FileNotFoundError: the command cannot be started).
+        GpuUnavailableError: `gpu="nvml"` on a machine without a usable GPU.
+        ReceiverError: the OTLP receiver cannot listen.
     """
     selection = parse_selection(instrument)
     stream = stream if stream is not None else sys.stderr
     # An outer session's run directory is not this run's; $SESSIONPROF_HOME still says where runs go.
     path = resolve_run_dir(run_dir, environ={k: v for k, v in os.environ.items() if k != ENV_RUN_DIR})
-    session = {"id": os.urandom(16).hex(), "name": " ".join([Path(command[0]).name, *command[1:2]])}
+    session = {"id": os.urandom(16).hex(), "name": " ".join(mask_command([Path(command[0]).name, *command[1:2]]))}
     child_pid = {"pid": os.getpid()}
     recording = Recording(path, command=command, gpu=gpu, interval_s=interval_s, prices=prices,
                           pids=lambda: process_tree(child_pid["pid"]), stream=stream,
-                          meta={"instrument": str(selection), "sessions": [session]}, session_id=session["id"])
+                          settings={"instrument": str(selection)}, session=session)
     endpoint = recording.start()
     otlp = otlp_environment(endpoint, os.environ)
     if otlp.note():
@@ -68,10 +72,23 @@ def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_
         recording.finish(127, error=str(err))
         raise FileNotFoundError(f"cannot start {command[0]!r}: {err.strerror or err}") from None
     child_pid["pid"] = child.pid
-    exit_code = _wait_forwarding_signals(child)
-    # Sessions the child opened itself (profiler.session()) wrote themselves into run.json meanwhile.
-    sessions = [session, *(s for s in read_meta(path).get("sessions", []) if s.get("id") != session["id"])]
-    return dataclasses.replace(recording.finish(exit_code, sessions=sessions), otlp_note=otlp.note())
+    returncode, forwarded = _wait_forwarding_signals(child)
+    ended = _how_it_ended(returncode)
+    result = recording.finish(ended.pop("exit_code"), signal=ended.pop("signal", None), **ended,
+                              **({"signals_forwarded": forwarded} if forwarded else {}))
+    return dataclasses.replace(result, otlp_note=otlp.note())
+
+
+def _how_it_ended(returncode: int) -> dict[str, Any]:
+    """The child's end as a shell reports it: exit code N, or 128 + N with the signal's name."""
+    if returncode >= 0:
+        return {"exit_code": returncode}
+    number = -returncode
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    return {"exit_code": 128 + number, "signal": name, "signal_number": number}
 
 
 def child_environment(path: Path, session_id: str, selection: Selection) -> dict[str, str]:
@@ -86,18 +103,21 @@ def child_environment(path: Path, session_id: str, selection: Selection) -> dict
     return env
 
 
-def _wait_forwarding_signals(child: subprocess.Popen[Any]) -> int:
-    forwarded = (signal.SIGINT, signal.SIGTERM)
-    previous = {sig: signal.getsignal(sig) for sig in forwarded}
+def _wait_forwarding_signals(child: subprocess.Popen[Any]) -> tuple[int, list[str]]:
+    """Wait for the child, passing on SIGINT and SIGTERM; return its return code and what was passed on."""
+    forwarded_signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.getsignal(sig) for sig in forwarded_signals}
+    forwarded: list[str] = []
 
     def forward(signum: int, _frame: Any) -> None:
+        forwarded.append(signal.Signals(signum).name)
         with contextlib.suppress(OSError):
             child.send_signal(signum)
 
-    for sig in forwarded:
+    for sig in forwarded_signals:
         signal.signal(sig, forward)
     try:
-        return child.wait()
+        return child.wait(), forwarded
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

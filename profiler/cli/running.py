@@ -114,9 +114,11 @@ def _finish(result: RunResult, factors: Prices, *, fmt: Any, by: Any, top: int |
     command's, or `EMPTY_RUN_EXIT_CODE` when it succeeded and not one span was recorded)."""
     from profiler.capture.empty_run import explain_empty_run
 
-    if not result.spans_recorded:
+    # A run killed by a signal has its report say so, empty or not; a lost run has nothing to report.
+    empty = result.lost is None and not result.spans_recorded and result.signal is None
+    if empty:
         typer.echo(explain_empty_run(result, served=served), err=True)
-    if not no_report and (result.spans_recorded or result.gpu_sampled):
+    if not no_report and result.lost is None and not (empty and not result.gpu_sampled):
         from profiler.attribution.engine import attribute
         from profiler.traces.load import load
         from reports.registry import renderer_for
@@ -136,11 +138,13 @@ def _finish(result: RunResult, factors: Prices, *, fmt: Any, by: Any, top: int |
 
 def _write_html(ledger: Ledger, run_path: Path) -> None:
     """Write the run's HTML report beside its records; a failure to write is a notice, not an error."""
+    from instrumentation.run_dir import REPORT_FILE
+    from instrumentation.safe_files import write_private
     from reports import render
 
-    page = run_path / "report.html"
+    page = run_path / REPORT_FILE
     try:
-        page.write_text(str(render(ledger, "html")), encoding="utf-8")
+        write_private(page, [str(render(ledger, "html")).encode("utf-8")])
     except OSError as err:
         typer.echo(f"sessionprof: could not write {page}: {err.strerror or err}", err=True)
         return
