@@ -14,8 +14,9 @@ from rich.cells import cell_len
 
 from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, number, tokens, usd
+from reports.registry import SESSIONS_FORMATS
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = SESSIONS_FORMATS
 _HEADER = ("Session", "Start (UTC)", "Wall s", "Steps", "Model calls", "Tools", "Errors", "In tok", "Out tok",
            "API $", "GPU J", "Total $", "Models")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from collections.abc import Callable
 from itertools import chain
 from pathlib import Path
@@ -21,6 +21,7 @@ from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
 from profiler.traces.readers import console, jaeger, otlp, otlp_typed
 from profiler.traces.readers.framing import iter_json_values
 from profiler.traces.readers.nvidia_smi import looks_like_nvidia_smi, read_nvidia_smi
+from profiler.traces.run_meta import killed_warning, read_meta
 from profiler.traces.span_ids import all_distinct, hex_span_ids
 from profiler.traces.span_table import Rejected, SpanBatch, SpanRecord, span_arrays
 
@@ -86,7 +87,7 @@ def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) ->
     meta: dict[str, Any] = {}
     meta_path = path / META_FILE
     if meta_path.is_file():
-        meta = _read_meta(meta_path, warnings)
+        meta = read_meta(meta_path, warnings)
     spans_path = path / SPANS_FILE
     if not spans_path.is_file() and not meta_path.is_file():
         raise TraceFormatError(f"{path}: not a run directory (no {SPANS_FILE} or {META_FILE})")
@@ -104,36 +105,9 @@ def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) ->
     _count_torn(meta, "samples", torn)
     if meta.get("status") == "running":
         warnings.append(f"{path}: the run did not finish cleanly (killed?); figures cover what was written")
+    if meta.get("signal"):
+        warnings.append(killed_warning(meta))
     return Run(spans=spans, samples=samples, meta=meta, source=path, warnings=warnings)
-
-
-#: The shape of each field of run.json that the reader relies on.
-_META_TYPES: dict[str, type | tuple[type, ...]] = {
-    "gpus": list, "dropped": dict, "sessions": list, "status": str, "prices": dict, "clock": dict,
-    "sampler": dict, "host": dict, "run_id": str, "power_readings": dict, "unfinished_spans": int,
-}
-
-
-def _read_meta(meta_path: Path, warnings: list[str]) -> dict[str, Any]:
-    """run.json as a dict; fields of the wrong shape are left out, each named in one warning."""
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as err:
-        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err)
-        warnings.append(f"{meta_path}: unreadable ({reason}); run metadata ignored")
-        return {}
-    if not isinstance(meta, dict):
-        warnings.append(f"{meta_path}: not a JSON object; run metadata ignored")
-        return {}
-    wrong = [key for key, shape in _META_TYPES.items() if key in meta and meta[key] is not None
-             and not isinstance(meta[key], shape)]
-    if isinstance(meta.get("gpus"), list) and not all(isinstance(g, dict) for g in meta["gpus"]):
-        wrong.append("gpus")
-    if wrong:
-        warnings.append(f"{meta_path}: {', '.join(sorted(set(wrong)))} not as a run writes them; ignored")
-        for key in wrong:
-            meta.pop(key, None)
-    return meta
 
 
 #: The trace dialects a file may hold, tried in this order on every JSON value.
@@ -146,6 +120,12 @@ _EXPECTED = ("OTLP JSON traces (an object with resourceSpans or scopeSpans), Jae
              "ConsoleSpanExporter spans (objects with name and context)")
 _MAX_NAMED = 5
 _BATCH = 4096
+#: Lines that are not trace JSON read before the first trace, after which the file is taken for
+#: something else (a CSV, a log) and refused at its first such line without reading it all.
+_MAX_SKIPPED_BEFORE_TRACE = 10_000
+#: Keys of the trace formats: broken JSON that holds one is a damaged trace, not a program's print.
+_TRACE_KEYS = re.compile(r'"(?:resourceSpans|resource_spans|scopeSpans|scope_spans|traceId|trace_id|spanId|span_id|'
+                         r'traceID|spanID)"')
 
 
 def read_trace_file(path: Path, warnings: list[str],
@@ -153,12 +133,16 @@ def read_trace_file(path: Path, warnings: list[str],
     """Read every span of a trace file, whatever its framing and dialect.
 
     Each JSON value is recognised on its own as OTLP JSON, Jaeger JSON or a ConsoleSpanExporter
-    span (a file may mix them). Rows are gathered column by column, so a large file is held once,
-    as the finished table. Spans recorded twice keep their ended record; spans that never ended
-    are counted (`unfinished_spans`) and named in a warning.
+    span (a file may mix them). A file that holds traces may hold other text too (a program's
+    stdout, its own prints between the spans that ConsoleSpanExporter printed): lines that are not
+    JSON and JSON values that are not traces are skipped, with one warning that counts them. Rows
+    are gathered column by column, so a large file is held once, as the finished table. Spans
+    recorded twice keep their ended record; spans that never ended are counted
+    (`unfinished_spans`) and named in a warning.
 
     Raises:
-        TraceFormatError: a value that is none of these, or invalid JSON; the message names the line.
+        TraceFormatError: a file that holds no trace, at its first line that is not one; a trace's
+            JSON that is broken; the message names the line.
     """
     with gc_paused():
         return _read_trace_file(path, warnings, progress)
@@ -173,6 +157,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     unfinished: dict[tuple[str, str], str] = {}
     formats: dict[str, int] = {}
     rejected: list[Rejected] = []
+    skipped = _Skipped(path, formats)
 
     def flush() -> None:
         # Records become columns a batch at a time: memory stays one batch plus the columns.
@@ -190,7 +175,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
 
     torn: list[int] = []
     for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line,
-                                           torn=torn):
+                                           torn=torn, skip=skipped.text):
         if type(value) is SpanBatch:
             formats["otlp"] = formats.get("otlp", 0) + 1
             batch.extend(value)
@@ -203,7 +188,8 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
             reader = next(((name, records_of) for name, looks_like, records_of in _READERS if looks_like(item)),
                           None)
             if reader is None:
-                raise TraceFormatError(f"{path}:{line_no}: expected {_EXPECTED}, found {_describe(item)}")
+                skipped.value(f"{path}:{line_no}: expected {_EXPECTED}, found {_describe(item)}")
+                continue
             name, records_of = reader
             formats[name] = formats.get(name, 0) + 1
             try:
@@ -215,6 +201,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
             if len(batch.trace_id) >= _BATCH:
                 flush()
     flush()
+    skipped.finish(warnings)
     records = sum(map(len, pieces["span_id"]))
     spans = _inherit_sessions(_dedupe(_frame_from_columns(pieces)))  # empties `pieces` as it goes
     never_ended: list[str] = []
@@ -249,6 +236,47 @@ def _short(value: Any) -> str:
         digits = text.lstrip("-")
         return f"{text[:len(text) - len(digits)]}{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
     return text if len(text) <= 24 else text[:23] + "…"
+
+
+class _Skipped:
+    """What a trace file holds besides traces: counted, the first named; refused where the file
+    holds no trace at all."""
+
+    def __init__(self, path: Path, formats: dict[str, int]) -> None:
+        self.path = path
+        self.formats = formats  # the readers' counts: empty while no trace was read
+        self.lines = 0
+        self.values = 0
+        self.first: str | None = None
+
+    def text(self, line: int, lines: int, reason: str, text: str) -> None:
+        """Text that is not JSON (`framing.Skip`); a trace's own JSON, broken, is an error."""
+        if _TRACE_KEYS.search(text):
+            raise TraceFormatError(reason)
+        self.lines += lines
+        self._note(reason)
+
+    def value(self, reason: str) -> None:
+        """A JSON value that is not a trace."""
+        self.values += 1
+        self._note(reason)
+
+    def _note(self, reason: str) -> None:
+        if self.first is None:
+            self.first = reason
+        if not self.formats and self.lines + self.values >= _MAX_SKIPPED_BEFORE_TRACE:
+            raise TraceFormatError(self.first)
+
+    def finish(self, warnings: list[str]) -> None:
+        """Add the one warning, or refuse a file without a trace."""
+        if self.first is None:
+            return
+        if not self.formats:
+            raise TraceFormatError(self.first)
+        parts = [f"{n} {what}" for n, what in ((self.lines, "line(s)"), (self.values, "JSON value(s)")) if n]
+        first = self.first.removeprefix(f"{self.path}:")
+        warnings.append(f"{self.path}: skipped {' and '.join(parts)} that are not trace JSON (a program's own "
+                        f"output between its spans?); the first at line {first}")
 
 
 def _frame_from_columns(pieces: dict[str, list[Any]]) -> pd.DataFrame:

@@ -3,34 +3,48 @@ objects, or one document. Gzip is opened transparently.
 
 Errors name the file, the line and what was expected. A line cut short mid-write (a writer killed,
 or a full disk) is skipped with a warning that counts such lines, wherever it is in the file, and
-so is the end of a gzip stream cut short. The file is read a line at a time (`lines`), and time is
-linear in its size whatever its layout: a value over several lines is decoded when a line in
-column 0 could close it, and after a failed try not before its lines have doubled. No line or value
-may hold more than `max_value_bytes()` (a gzip bomb is refused, not inflated).
+so is the end of a gzip stream cut short. Given a `Skip` callback, text that is not JSON (a
+program's own output between the spans it prints) is handed to it instead of failing, and reading
+goes on. The file is read a line at a time (`lines`), and time is linear in its size whatever its
+layout: a value over several lines is decoded when a line in column 0 could close it, and after a
+failed try not before its lines have doubled. No line or value may hold more than
+`max_value_bytes()` (a gzip bomb is refused, not inflated).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import re
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from profiler.errors import TraceFormatError
+from profiler.traces.readers.json_text import (
+    FIRST_KEY,
+    after_cut_short,
+    broken,
+    broken_before_last_line,
+    content_end,
+    cut_short,
+    decode_all,
+    decode_prefix,
+    first_error,
+    line_breaks,
+    preview,
+    raise_if_broken,
+)
 from profiler.traces.readers.lines import MAX_VALUE_ENV, LineTooLong, lines, max_value_bytes, open_bytes
 
-_decoder = json.JSONDecoder()
+Skip = Callable[[int, int, str, str], None]
+"""Called with (first line, line count, one-line reason naming the file and line, the text) for
+each stretch of the file that is not JSON, where `iter_json_values` is to go on past it."""
 #: Lines a fast decoder may decline, before it has taken any, until it is no longer tried.
 _FAST_TRIES = 8
 _loads = json.loads
-#: A JSON Lines value's start up to its first key (`{"resourceSpans":`): met again inside one line,
-#: it marks where a whole value follows a line cut short mid-write.
-_FIRST_KEY = re.compile(rb'\s*[{\[]\s*"[^"\\\r\n]{1,64}"\s*:')
 #: The first bytes of the lines where a value over several lines may end, or a new one start.
 _VALUE_EDGES = frozenset((b"{", b"[", b"}", b"]"))
 #: How many times a value open over several lines is checked for being a line cut short instead:
@@ -38,7 +52,7 @@ _VALUE_EDGES = frozenset((b"{", b"[", b"}", b"]"))
 _TORN_CHECKS = 2
 def iter_json_values(
     path: Path, warn: Callable[[str], None], progress: Callable[[int], None] | None = None,
-    fast: Callable[[bytes], Any] | None = None, torn: list[int] | None = None,
+    fast: Callable[[bytes], Any] | None = None, torn: list[int] | None = None, skip: Skip | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Yield (line number, value) for every JSON value in the file, in order.
 
@@ -50,13 +64,18 @@ def iter_json_values(
     lines with anything on them it never takes stops trying it. The numbers of the lines skipped
     as cut short mid-write are appended to `torn`, when given (one warning names them).
 
+    With `skip`, a line that is not JSON, or a value broken before its last line, goes to `skip`
+    and the next line is read afresh: a line that starts a value must itself be JSON up to its end
+    (a print such as `[INFO] ...` or `{'a': 1}` is not), so a stray line never swallows the
+    values after it.
+
     Raises:
-        TraceFormatError: invalid JSON, text that is not JSON at all, JSON nested too deeply, or a
-            line or value over `max_value_bytes()`; the message names the line.
+        TraceFormatError: invalid JSON or text that is not JSON at all (without `skip`), JSON nested
+            too deeply, or a line or value over `max_value_bytes()`; the message names the line.
     """
     limit = max_value_bytes()
     stream, raw = open_bytes(path)
-    reader = _ValueReader(path, warn, fast, limit)
+    reader = _ValueReader(path, warn, fast, limit, skip)
     with raw, stream:
         try:
             report = progress and (lambda: progress(raw.tell()))
@@ -94,6 +113,7 @@ class _ValueReader:
     warn: Callable[[str], None]
     fast: Callable[[bytes], Any] | None
     limit: int
+    skip: Skip | None = None
     line_no: int = 0
     value_line: int = 0
     """The line where the value being decoded starts."""
@@ -159,20 +179,26 @@ class _ValueReader:
             value = _loads(stripped)
         except json.JSONDecodeError:
             if stripped[0] not in "{[":
-                raise TraceFormatError(f"{self.path}:{self.line_no}: expected a JSON object or array (a trace), "
-                                       f"found {_preview(stripped)}") from None
+                self._not_json(self.line_no, 1, f"{self.path}:{self.line_no}: expected a JSON object or array "
+                               f"(a trace), found {preview(stripped)}", stripped)
+                return
         else:
             self.last_whole = data
             yield self.line_no, value
             return
-        glued = _after_cut_short(stripped, self.last_whole)
+        glued = after_cut_short(stripped, self.last_whole)
         if glued is not None:  # a line cut short mid-write, and the next write went on in the same line
             self.torn.append(self.line_no)
             for value in glued:
                 yield self.line_no, value
             return
-        if not _cut_short(stripped + "\n", ""):  # it fails before its end: broken, not unfinished
-            _raise_if_broken(self.path, self.line_no, stripped, strict_last_line=True)
+        # A whole line (a last line without its break may be cut short) that fails before its end is
+        # not even a value's start (`[INFO] ...`, `{'a': 1}`); a lone bracket, as pretty-printers
+        # start, is one.
+        if data.endswith((b"\n", b"\r")) and not cut_short(stripped + "\n", ""):
+            self._not_json(self.line_no, 1, broken(self.path, self.line_no, stripped, strict_last_line=True) or "",
+                           stripped)
+            return
         self.pending, self.pending_start, self.pending_bytes = [data], self.line_no, len(data)
         self.next_try_bytes, self.torn_checks = 0, 0
 
@@ -190,27 +216,28 @@ class _ValueReader:
         self.pending.append(data)
         self.pending_bytes += len(data)
         if self.pending_bytes > self.limit:
-            _raise_if_broken(self.path, self.pending_start, self._pending_text())  # what is wrong, if anything
+            raise_if_broken(self.path, self.pending_start, self._pending_text())  # what is wrong, if anything
             raise TraceFormatError(_too_long(self.path, self.pending_start, self.limit))
         if data[:1] not in (b"}", b"]") or self.pending_bytes < self.next_try_bytes:
             return
         self.value_line = self.pending_start
         text = self._pending_text()
-        values, index, error = _decode_prefix(text)
-        if error is not None:
-            if not values and self._fails_where_first_line_ends(text, error.pos):
-                self._skip_cut_short(None, queue)
-                return
-            _raise_if_not_last_line(self.path, self.pending_start, text, error)
+        values, index, error = decode_prefix(text)
+        if error is not None and not values and self._fails_where_first_line_ends(text, error.pos):
+            self._skip_cut_short(None, queue)
+            return
+        message = broken_before_last_line(self.path, self.pending_start, text, error) if error else None
         start = self.pending_start
         if values:
             rest = text[index:]
-            self.pending_start += _line_breaks(text, 0, index)
+            self.pending_start += line_breaks(text, 0, index)
             self.pending = [rest.encode("utf-8")] if rest.strip() else []
             self.pending_bytes = len(self.pending[0]) if self.pending else 0
         self.next_try_bytes = 2 * self.pending_bytes
         for value in values:
             yield start, value
+        if message is not None:  # broken, not merely unfinished
+            self._set_aside(message, queue)
 
     def _cut_short_before(self, data: bytes) -> bool:
         """Whether `data`, a whole value on its line, shows the open value's first line to be a line cut
@@ -225,7 +252,7 @@ class _ValueReader:
             return False
         self.torn_checks += 1
         before = self._pending_text()
-        return _cut_short(before, line) or self._fails_where_first_line_ends(before + line, _first_error(before + line))
+        return cut_short(before, line) or self._fails_where_first_line_ends(before + line, first_error(before + line))
 
     def _fails_where_first_line_ends(self, text: str, error: int) -> bool:
         """Whether decoding `text` (the open lines, and more) fails between the end of the first line's
@@ -235,7 +262,7 @@ class _ValueReader:
             return False
         first = len(self.pending[0].decode("utf-8", "replace"))
         second = text[first:first + 256]
-        return _content_end(text[:first]) <= error <= first + len(second) - len(second.lstrip())
+        return content_end(text[:first]) <= error <= first + len(second) - len(second.lstrip())
 
     def _skip_cut_short(self, data: bytes | None, queue: deque[tuple[int, bytes]]) -> None:
         """Skip the open value's first line (cut short); read the lines after it again, and `data`."""
@@ -249,167 +276,62 @@ class _ValueReader:
     def _finish(self, queue: deque[tuple[int, bytes]]) -> Iterator[tuple[int, Any]]:
         """The file ended inside a value: cut short at the end, or a line cut short earlier."""
         text = self._pending_text()
-        if self._whole_line_follows() or self._fails_where_first_line_ends(text, _first_error(text)):
+        if self._whole_line_follows() or self._fails_where_first_line_ends(text, first_error(text)):
             # A line, then lines that cannot go on from it: the first was cut short.
             self._skip_cut_short(None, queue)
             return
-        self.pending = []
         # A writer killed mid-write leaves a last line without its newline; a last line that does
         # end in one is cut short only if it fails no earlier than its end (else it is broken).
         ended = text.endswith(("\n", "\r"))
         text = text.strip()
-        cut_short = not ended or _cut_short(text + "\n", "")
+        unfinished = not ended or cut_short(text + "\n", "")
         self.value_line = self.pending_start
-        values = _decode_all(text)
+        values = decode_all(text)
         if values is None:
-            _raise_if_broken(self.path, self.pending_start, text, strict_last_line=not cut_short)
-            what = "last value" if _line_breaks(text, 0, len(text)) else "last line"
+            message = broken(self.path, self.pending_start, text, strict_last_line=not unfinished)
+            if message is not None:
+                self._set_aside(message, queue)
+                return
+            self.pending = []
+            what = "last value" if line_breaks(text, 0, len(text)) else "last line"
             self.warn(f"{self.path}:{self.pending_start}: {what} is incomplete (writer stopped mid-write?); skipped")
             return
+        self.pending = []
         for value in values:
             yield self.pending_start, value
 
     def _whole_line_follows(self) -> bool:
         """Whether, at the end of the file, the open value's first line is a JSON Lines line cut short
         (a key on it, failing no earlier than its end) with a whole value on the next line."""
-        if len(self.pending) < 2 or not _FIRST_KEY.match(self.pending[0]):
+        if len(self.pending) < 2 or not FIRST_KEY.match(self.pending[0]):
             return False
         first, second = (line.decode("utf-8", "replace") for line in self.pending[:2])
         try:
             alone = _loads(second)
         except json.JSONDecodeError:
             return False
-        return bool(alone) and _cut_short(first.rstrip() + "\n", "")
+        return bool(alone) and cut_short(first.rstrip() + "\n", "")
+
+    def _set_aside(self, message: str, queue: deque[tuple[int, bytes]]) -> None:
+        """The open value is broken (`message`): an error, or, with `skip`, text to go past. A lone
+        bracket that took in the values after it (a pretty-printer would have indented them) is
+        left alone, and they are read again."""
+        lines, start = self.pending, self.pending_start
+        self.pending = []
+        if (self.skip is not None and len(lines) > 1 and lines[0].strip() in (b"[", b"{")
+                and lines[1][:1] in (b"{", b"[")):
+            self.skip(start, 1, f"{self.path}:{start}: {preview(lines[0].decode('utf-8', 'replace').strip())} "
+                      "opens a value that the lines after it do not continue", lines[0].decode("utf-8", "replace"))
+            queue.extendleft(reversed([(start + i, line) for i, line in enumerate(lines[1:], 1)]))
+            return
+        text = b"".join(lines).decode("utf-8", "replace")
+        self._not_json(start, line_breaks(text, 0, len(text.rstrip())) + 1, message, text)
+
+    def _not_json(self, first_line: int, count: int, message: str, text: str) -> None:
+        """Text that is not JSON: an error, or, with `skip`, handed to it."""
+        if self.skip is None:
+            raise TraceFormatError(message)
+        self.skip(first_line, count, message, text)
 
     def _pending_text(self) -> str:
         return b"".join(self.pending).decode("utf-8", "replace")
-
-
-def _after_cut_short(line: str, last_whole: bytes) -> list[Any] | None:
-    """The values after a line cut short mid-write, when the next write went on in the same line:
-    a whole value from where the first key of this line (or of the part after its start, where
-    the cut left less than a key), or of the last whole line, appears again. None if there are
-    none."""
-    data = line.encode("utf-8", "replace")
-    found = [_FIRST_KEY.match(data) or _FIRST_KEY.search(data, 1), _FIRST_KEY.match(last_whole)]
-    for marker in dict.fromkeys(match.group(0).lstrip() for match in found if match):
-        at = data.find(marker, 1)
-        while at > 0:
-            values = _decode_all(data[at:].decode("utf-8", "replace"))
-            if values:
-                return values
-            at = data.find(marker, at + 1)
-    return None
-
-
-def _decode_all(text: str) -> list[Any] | None:
-    """Decode one or more concatenated JSON values; None if the text is not (yet) complete."""
-    values, index, end = [], 0, len(text)
-    while True:
-        while index < end and text[index] in " \t\r\n,":
-            index += 1
-        if index >= end:
-            return values
-        try:
-            value, index = _decoder.raw_decode(text, index)
-        except json.JSONDecodeError:
-            return None
-        values.append(value)
-
-
-def _cut_short(before: str, line: str) -> bool:
-    """Whether `before` (the lines of an open value) is cut short, given the `line` after it: the two
-    fail to decode as one where `before` ends, no earlier (a line broken inside itself fails before
-    its end) and no later (a value that `line` goes on from fails, if at all, further on)."""
-    error = _first_error(before + line)
-    return _content_end(before) <= error <= len(before) + len(line) - len(line.lstrip())
-
-
-def _content_end(text: str) -> int:
-    """Where a decoder fails at the latest on `text` that was cut short: the end of what is on its
-    lines (at the backslash, where it was cut after the backslash of an escape)."""
-    content = text.rstrip()
-    end = len(content)
-    if (end - len(content.rstrip("\\"))) % 2:
-        end -= 1
-    return end
-
-
-class _Failure(NamedTuple):
-    """Where and why decoding failed: the decoder's error without its traceback, whose frames would
-    hold the text being decoded (and, while the garbage collector is paused, keep it alive)."""
-
-    pos: int
-    msg: str
-
-
-def _decode_prefix(text: str) -> tuple[list[Any], int, _Failure | None]:
-    """Decode the concatenated JSON values at the start of `text`: (the values, where the first
-    that does not decode starts (else the text's length), why it does not)."""
-    values, index, end = [], 0, len(text)
-    while True:
-        while index < end and text[index] in " \t\r\n,":
-            index += 1
-        if index >= end:
-            return values, end, None
-        try:
-            value, after = _decoder.raw_decode(text, index)
-        except json.JSONDecodeError as err:
-            return values, index, _Failure(err.pos, err.msg)
-        values.append(value)
-        index = after
-
-
-def _first_error(text: str) -> int:
-    """Where decoding `text` as concatenated JSON values first fails (its length if it never does)."""
-    index, end = 0, len(text)
-    while True:
-        while index < end and text[index] in " \t\r\n,":
-            index += 1
-        if index >= end:
-            return end
-        try:
-            _, index = _decoder.raw_decode(text, index)
-        except json.JSONDecodeError as err:
-            return err.pos
-
-
-def _raise_if_broken(path: Path, first_line: int, text: str, *, strict_last_line: bool = False) -> None:
-    """Raise if `text` has an error before its last line; an error in the last line means the text
-    is unfinished (cut short), not broken."""
-    index, end = 0, len(text.rstrip())
-    while index < end:
-        while index < end and text[index] in " \t\r\n,":
-            index += 1
-        if index >= end:
-            return
-        try:
-            _, index = _decoder.raw_decode(text, index)
-        except json.JSONDecodeError as err:
-            if not _line_breaks(text, err.pos, end) and (err.pos >= end or not strict_last_line):
-                return  # the error is in the last line: unfinished, not broken
-            raise _invalid(path, first_line, text, err) from None
-
-
-def _raise_if_not_last_line(path: Path, first_line: int, text: str, err: _Failure) -> None:
-    """Raise `err` (found decoding `text`) unless it is in the text's last line (unfinished)."""
-    if _line_breaks(text, err.pos, len(text.rstrip())):
-        raise _invalid(path, first_line, text, err) from None
-
-
-def _invalid(path: Path, first_line: int, text: str, err: _Failure | json.JSONDecodeError) -> TraceFormatError:
-    """The error for invalid JSON at `err.pos` of `text`, which starts at `first_line`."""
-    # json counts lines by LF alone; count them as the file breaks them (a lone CR too).
-    line = first_line + _line_breaks(text, 0, err.pos)
-    column = err.pos - max(text.rfind("\n", 0, err.pos), text.rfind("\r", 0, err.pos))
-    message = err.msg.removesuffix(" at")
-    return TraceFormatError(f"{path}:{line}: invalid JSON ({message} at column {column})")
-
-
-def _line_breaks(text: str, start: int, end: int) -> int:
-    """How many line breaks (LF, CRLF or a lone CR) text[start:end] holds."""
-    return text.count("\n", start, end) + text.count("\r", start, end) - text.count("\r\n", start, end)
-
-
-def _preview(text: str) -> str:
-    return repr(text[:40] + ("..." if len(text) > 40 else ""))

@@ -12,7 +12,7 @@ import pytest
 
 import profiler
 from profiler.errors import TraceFormatError
-from profiler.traces.readers import framing, lines
+from profiler.traces.readers import json_text, lines
 from tests.cli.helpers import invoke
 
 
@@ -96,7 +96,7 @@ def test_a_pretty_printed_document_is_decoded_in_linear_work(
     spans = [json.loads(_line(f"{i:016x}"))["resourceSpans"][0]["scopeSpans"][0]["spans"][0] for i in range(1, 400)]
     text = json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}, indent=indent) * 2
     counter = _CountingDecoder()
-    monkeypatch.setattr(framing, "_decoder", counter)
+    monkeypatch.setattr(json_text, "_decoder", counter)
     run = _load(tmp_path, text)
     assert len(run.spans) == 399 and run.warnings == []
     assert counter.chars <= 4 * len(text)
