@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -57,3 +58,40 @@ def test_random_dialect_values_read_or_fail_cleanly(values: list[Any]) -> None:
             assert "\n" not in str(err)
             return
         profiler.attribute(run)
+
+
+_ABSURD = st.one_of(st.floats(), st.integers(-(2**80), 2**80), st.sampled_from(["inf", "NaN", "1e30", "-1"]))
+_TOKEN_TAG = st.fixed_dictionaries({"key": st.sampled_from(["gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"]),
+                                    "type": st.sampled_from(["int64", "float64", "string"]), "value": _ABSURD})
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(values=st.lists(st.one_of(_JAEGER, _CONSOLE), min_size=1, max_size=4), tags=st.lists(_TOKEN_TAG, max_size=3),
+       indent=st.sampled_from([None, 0, 2]), cut=st.integers(0, 10_000),
+       parents=st.lists(st.integers(0, 3), max_size=4))
+def test_dialects_with_absurd_counts_cycles_and_a_line_cut_short(values: list[Any], tags: list[Any], indent: int | None,
+                                                                 cut: int, parents: list[int]) -> None:
+    # Jaeger spans that reference each other in a ring, token tags that cannot be real, any indent,
+    # and one line of the file cut short (as a full disk leaves it): spans or a one-line error.
+    ring = [{"traceID": "ab" * 16, "spanID": f"{i + 1:016x}", "operationName": "chat gpt-4o", "startTime": 1_700_000,
+             "duration": 10, "tags": tags, "references": [{"refType": "CHILD_OF", "traceID": "ab" * 16,
+                                                           "spanID": f"{p + 1:016x}"}]}
+            for i, p in enumerate(parents)]
+    lines = [json.dumps(v, indent=indent) for v in [*values, {"data": [{"traceID": "ab" * 16, "spans": ring}]}]]
+    text = "\n".join(lines) + "\n"
+    middle = cut % max(1, len(text) - 1)
+    if "\n" in text[middle:]:
+        end = text.index("\n", middle)
+        text = text[:middle] + text[end:]  # the rest of that line lost; the next write on a new line
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "trace.json"
+        path.write_text(text)
+        try:
+            run = profiler.load(path)
+        except TraceFormatError as err:
+            assert "\n" not in str(err)
+            return
+        ledger = profiler.attribute(run)
+        for name in ("input_tokens", "output_tokens", "total_cost_usd"):
+            assert ledger.totals[name] is None or math.isfinite(ledger.totals[name])
+        assert (ledger.steps["self_input_tokens"].fillna(0) <= 1e9).all()
