@@ -12,7 +12,7 @@ Then times, each in a fresh subprocess so that peak memory is its own:
                   writes it (`reports.render_encoded`, a chunk of steps at a time)
 
 (b)-(d) run one after another in one process, with numpy's huge-page advice off as the command
-turns it off (`profiler/huge_pages.py`; `--numpy-huge-pages` keeps it on, to compare); their peak
+turns it off (`profiler/cli/huge_pages.py`; `--numpy-huge-pages` keeps it on, to compare); their peak
 memory (ru_maxrss) is the peak up to the end of that stage. CPU time is shown whole and split into
 user and kernel time, with the page faults behind most of the kernel's share: what a fault costs
 (and what the report's writes into the page cache cost) depends on the machine more than on the

@@ -2,14 +2,17 @@
 that write run directories.
 
 In order: the session active in this context (`profiler.session()`), the process's ambient
-recorder (set up from `SESSIONPROF_RUN_DIR` by `sessionprof run`), then a `TracerProvider` the user
-installed globally. With none of these, decorators call straight through.
+recorder (set up from `SESSIONPROF_RUN_DIR` by `sessionprof run`), then a `TracerProvider`
+installed globally (the user's, or ours from `instrument()`). With none of these, decorators call
+straight through.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import sys
 import threading
 
 from opentelemetry import trace
@@ -55,6 +58,10 @@ def recorder_for(run_dir: str, service_name: str = "agent") -> Recorder:
     with _recorders_lock:
         recorder = _recorders.get(run_dir)
         if recorder is None:
+            if not _recorders:
+                # Here, not where sessions live: a process that only decorates (under `sessionprof
+                # run`) must flush at exit too, or a short agent's last batch is lost.
+                atexit.register(shutdown_all)
             recorder = _recorders[run_dir] = Recorder(run_dir, service_name)
         return recorder
 
@@ -88,6 +95,9 @@ def _fallback_tracer() -> trace.Tracer | None:
     if getattr(trace, "_TRACER_PROVIDER", False) is None and not _env_provider:
         return None
     provider = trace.get_tracer_provider()
+    capture = sys.modules.get("instrumentation.capture")  # not imported: no provider of ours exists
+    if capture is not None and isinstance(provider, capture.CaptureProvider) and not capture.records_outside_sessions():
+        return None  # ours, put there by a session to catch instrumentors' spans: nowhere to write now
     if isinstance(provider, TracerProvider):
         # The global provider is set once, so the tracer can be kept for good.
         _global_tracer = provider.get_tracer(SCOPE)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from instrumentation import _state, _tracer, semconv
@@ -75,7 +76,7 @@ def _begin(tracer: trace.Tracer, spec: _Spec) -> tuple[trace.Span | None, object
         if _state.ambient_parent is not None and not trace.get_current_span().get_span_context().is_valid:
             parent = _state.ambient_parent  # a root step of a child process: under its session's span
         span = tracer.start_span(spec.span_name, context=parent, kind=spec.span_kind, attributes=spec.attributes)
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        return span, otel_context.attach(_context_of(span, spec))
     except Exception:  # noqa: BLE001
         counters.note()
         logger.debug("sessionprof: could not start a span", exc_info=True)
@@ -117,11 +118,20 @@ def _apply_usage(span: trace.Span, spec: _Spec, usage: Usage) -> None:
         span.update_name(f"chat {usage.model}")
 
 
-def _attach(span: trace.Span | None) -> object:
+def _context_of(span: trace.Span, spec: _Spec) -> otel_context.Context:
+    context = trace.set_span_in_context(span)
+    if spec.reads_usage:
+        # We own this model call's span: instrumentors that honour OTel's suppression key (the
+        # official, OpenInference and OpenLLMetry ones) then emit no second span, and no second bill.
+        context = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, context)
+    return context
+
+
+def _attach(span: trace.Span | None, spec: _Spec) -> object:
     if span is None:
         return None
     try:
-        return otel_context.attach(trace.set_span_in_context(span))
+        return otel_context.attach(_context_of(span, spec))
     except Exception:  # noqa: BLE001
         counters.note()
         return None
@@ -195,7 +205,7 @@ def _wrap_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
         to_throw: BaseException | None = None
         try:
             while True:
-                token = _attach(span)
+                token = _attach(span, spec)
                 try:
                     if to_throw is not None:
                         error, to_throw = to_throw, None
@@ -235,7 +245,7 @@ def _wrap_async_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]
         to_throw: BaseException | None = None
         try:
             while True:
-                token = _attach(span)
+                token = _attach(span, spec)
                 try:
                     if to_throw is not None:
                         error, to_throw = to_throw, None

@@ -24,6 +24,8 @@ ENV_SESSION_ID = "SESSIONPROF_SESSION_ID"
 ENV_TRACEPARENT = "SESSIONPROF_TRACEPARENT"
 #: The process that set these variables: it does not join its own run as a child would.
 ENV_PARENT_PID = "SESSIONPROF_PARENT_PID"
+#: Which installed OpenTelemetry instrumentors a Python child activates: `auto`, `none` or a comma list.
+ENV_INSTRUMENT = "SESSIONPROF_INSTRUMENT"
 DEFAULT_HOME = Path(".sessionprof") / "runs"
 
 

@@ -27,6 +27,12 @@ SERVER_ADDRESS = "server.address"
 ERROR_TYPE = "error.type"
 PROCESS_PID = "process.pid"  # OTel resource semantic conventions: the process a span ran in
 
+#: Where instrumentations put the session a span belongs to, ours first: a span (or its resource)
+#: with any of these keeps it, and the processor stamps the active session only on spans with none.
+SESSION_KEYS = (CONVERSATION_ID, "session.id", "langfuse.session.id", "gen_ai.session.id",
+                "gen_ai.agent.session_id", "traceloop.association.properties.session_id",
+                "ai.telemetry.metadata.sessionId", "claude.session.id", "github.copilot.interaction_id")
+
 OP_CHAT = "chat"
 OP_EXECUTE_TOOL = "execute_tool"
 OP_INVOKE_AGENT = "invoke_agent"

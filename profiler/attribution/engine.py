@@ -1,5 +1,5 @@
 """The attribution engine: charge every measured joule, GiB*s, GPU-second, token and dollar of a run
-to the step that caused it (DESIGN.md, "Attribution: the rules").
+to the step that caused it (docs/attribution.md).
 
 Each GPU's timeline is cut at every span boundary. In each slice the quantity is split among the
 active leaves (the innermost open steps) by the policy; a slice with no open step goes to the

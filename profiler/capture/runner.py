@@ -1,5 +1,6 @@
 """`sessionprof run`: start an agent as a child process, sample the GPUs from here, and let the
-child's decorators write spans into the same run directory."""
+child write its spans into the same run directory: a Python child from its first line, through
+the `sitecustomize` bootstrap that records every span it makes (its instrumentors' included)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from instrumentation.run_dir import ENV_RUN_DIR, ENV_SAMPLER, create_run_dir, resolve_run_dir, write_meta
+from instrumentation.bootstrap import DIRECTORY as BOOTSTRAP_DIRECTORY
+from instrumentation.instrumentors import Selection, parse_selection
+from instrumentation.run_dir import (
+    ENV_INSTRUMENT,
+    ENV_PARENT_PID,
+    ENV_RUN_DIR,
+    ENV_SAMPLER,
+    ENV_SESSION_ID,
+    ENV_TRACEPARENT,
+    create_run_dir,
+    read_meta,
+    resolve_run_dir,
+    write_meta,
+)
 from profiler.errors import GpuUnavailableError
 from profiler.gpu.host import host_info
 from profiler.gpu.sampler import GpuSampler, process_tree
@@ -30,14 +44,25 @@ class RunResult:
     exit_code: int
 
 
-def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_s: float, prices: Prices) -> RunResult:
+def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_s: float, prices: Prices,
+                instrument: str = "auto") -> RunResult:
     """Run `command` to completion under the profiler and return its run directory and exit code.
 
-    Signals that stop us (Ctrl-C, SIGTERM) are passed on to the child, whose exit still ends the run
-    cleanly, so an interrupted agent leaves a complete run directory.
+    `instrument` says which installed OpenTelemetry instrumentors a Python child turns on: `auto`,
+    `none` or a comma list of names. Every span of the run belongs to one session, whose id the
+    child is handed, unless a span names its own. Signals that stop us (Ctrl-C, SIGTERM) are passed
+    on to the child, whose exit still ends the run cleanly, so an interrupted agent leaves a
+    complete run directory.
+
+    Raises:
+        ValueError: `instrument` is not a selection.
+        FileNotFoundError: the command cannot be started.
     """
-    path = resolve_run_dir(run_dir, environ={})
+    selection = parse_selection(instrument)
+    # An outer session's run directory is not this run's; $SESSIONPROF_HOME still says where runs go.
+    path = resolve_run_dir(run_dir, environ={k: v for k, v in os.environ.items() if k != ENV_RUN_DIR})
     create_run_dir(path)
+    session = {"id": os.urandom(16).hex(), "name": " ".join([Path(command[0]).name, *command[1:2]])}
     started_ns = time.time_ns()
     child_pid = {"pid": os.getpid()}
     sampler = GpuSampler(select_backend(gpu), path / SAMPLES_FILE, interval_s=interval_s,
@@ -47,24 +72,39 @@ def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_
         if gpu == "nvml":
             sampler.stop()
             raise GpuUnavailableError(sampler.unavailable_reason or "no GPU")
-        print(f"sessionprof: no GPU data ({sampler.unavailable_reason}); recording a CPU-only run", file=sys.stderr)
-    meta = _meta(path, command, sampler, prices, started_ns)
+        if gpu != "none":  # asked for no GPU: nothing to tell
+            print(f"sessionprof: no GPU data ({sampler.unavailable_reason}); recording a CPU-only run",
+                  file=sys.stderr)
+    meta = {**_meta(path, command, sampler, prices, started_ns), "instrument": str(selection), "sessions": [session]}
     write_meta(path, {**meta, "status": "running"})
 
-    env = dict(os.environ, **{ENV_RUN_DIR: str(path.resolve()), ENV_SAMPLER: "off"})
     try:
-        child = subprocess.Popen(command, env=env)
+        child = subprocess.Popen(command, env=child_environment(path, session["id"], selection))
     except OSError as err:
         sampler.stop()
-        write_meta(path, {**_meta(path, command, sampler, prices, started_ns), "status": "complete",
+        write_meta(path, {**meta, **_meta(path, command, sampler, prices, started_ns), "status": "complete",
                           "exit_code": 127, "error": str(err)})
         raise FileNotFoundError(f"cannot start {command[0]!r}: {err.strerror or err}") from None
     child_pid["pid"] = child.pid
     exit_code = _wait_forwarding_signals(child)
     sampler.stop()
-    write_meta(path, {**_meta(path, command, sampler, prices, started_ns), "status": "complete",
-                      "ended_ns": time.time_ns(), "exit_code": exit_code})
+    # Sessions the child opened itself (profiler.session()) wrote themselves into run.json meanwhile.
+    sessions = [session, *(s for s in read_meta(path).get("sessions", []) if s.get("id") != session["id"])]
+    write_meta(path, {**meta, **_meta(path, command, sampler, prices, started_ns), "sessions": sessions,
+                      "status": "complete", "ended_ns": time.time_ns(), "exit_code": exit_code})
     return RunResult(path=path, exit_code=exit_code)
+
+
+def child_environment(path: Path, session_id: str, selection: Selection) -> dict[str, str]:
+    """The child's environment: ours plus where to write, its session, and the bootstrap that a
+    Python child runs first (on PYTHONPATH, before the user's entries)."""
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_TRACEPARENT, ENV_PARENT_PID)}
+    paths = [entry for entry in env.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    env["PYTHONPATH"] = os.pathsep.join([str(BOOTSTRAP_DIRECTORY),
+                                         *(p for p in paths if Path(p).resolve() != BOOTSTRAP_DIRECTORY)])
+    env.update({ENV_RUN_DIR: str(path.resolve()), ENV_SAMPLER: "off", ENV_SESSION_ID: session_id,
+                ENV_INSTRUMENT: str(selection)})
+    return env
 
 
 def _wait_forwarding_signals(child: subprocess.Popen[Any]) -> int:

@@ -1,8 +1,8 @@
-"""`profiler.session()`: open a session, sample the GPUs, record every step, give back the result."""
+"""`profiler.session()`: open a session, sample the GPUs, record every step and every span made
+inside it (instrumentors' and SDKs' included), give back the result."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import sys
@@ -17,7 +17,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from instrumentation import _state, _tracer, content, semconv, threads
+from instrumentation import _state, _tracer, capture, content, semconv, threads
 from instrumentation._state import counters
 from instrumentation.run_dir import (
     ENV_RUN_DIR,
@@ -87,6 +87,7 @@ class Session:
         if os.environ.get(ENV_SAMPLER, "").lower() != "off":
             self._start_sampler()
         self.recorder = _tracer.recorder_for(str(self.path), self.name)
+        self._capture_everything()
         threads.install()
         content.env_opt_in()  # pick up the content-capture setting as it is now
         try:
@@ -103,6 +104,15 @@ class Session:
         self._tokens.append(_state.enter_session(self))
         self._publish_environment()
         return self
+
+    def _capture_everything(self) -> None:
+        """Let the spans of instrumentors and SDKs in this session reach its run directory too."""
+        try:
+            if capture.install() == "unattached":
+                print("sessionprof: the program's tracer provider takes no span processor: only the "
+                      "session's own steps are recorded", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - tracing trouble must not stop the agent
+            counters.note()
 
     def _publish_environment(self) -> None:
         """Let child processes (subprocess, multiprocessing spawn) record into this run, unless an
@@ -148,7 +158,8 @@ class Session:
         if not self.sampler.gpus:
             if self.gpu == "nvml":
                 raise GpuUnavailableError(self.sampler.unavailable_reason or "no GPU")
-            _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
+            if self.gpu != "none":  # asked for no GPU: nothing to tell
+                _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
         self._write_meta("running")
 
     def _close(self, exc: BaseException | None) -> None:
@@ -169,6 +180,7 @@ class Session:
             except Exception:  # noqa: BLE001
                 counters.note()
         self.recorder.flush()
+        capture.flush()
         if self.sampler is not None:
             self.sampler.stop()
             self._write_meta("complete")
@@ -210,6 +222,7 @@ class Session:
             from profiler.traces.load import load
 
             self.recorder.flush()
+            capture.flush()
             self._ledger = attribute(load(self.path), prices=self.prices or load_prices(),
                                      policy=self.policy)  # type: ignore[arg-type]
         return self._ledger
@@ -246,5 +259,3 @@ def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: 
     """
     return Session(name, run_dir, gpu, sample_interval_s, prices, policy, capture_content, redact)
 
-
-atexit.register(_tracer.shutdown_all)

@@ -21,6 +21,16 @@ CONTEXT_SETTINGS = {"allow_extra_args": True, "allow_interspersed_args": False}
 USAGE = "[OPTIONS] [--] CMD [ARGS]..."
 
 
+def _instrument_selection(value: str) -> str:
+    """A malformed `--instrument` is a usage error, like a bad choice."""
+    from instrumentation.instrumentors import parse_selection
+
+    try:
+        return str(parse_selection(value))
+    except ValueError as err:
+        raise typer.BadParameter("expected " + str(err).removeprefix("--instrument takes ")) from None
+
+
 @price_options
 def run(
     ctx: typer.Context,
@@ -28,6 +38,9 @@ def run(
                                                     "under ./.sessionprof/runs).")] = None,
     gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
     interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    instrument: Annotated[str, typer.Option("--instrument", callback=_instrument_selection,
+                                            help="The installed OpenTelemetry instrumentors a Python CMD turns "
+                                                 "on: auto (all), none, or a comma list of names.")] = "auto",
     fmt: Format = "table",
     by: By = "step",
     top: Top = None,
@@ -40,7 +53,7 @@ def run(
     *,
     prices: PriceFlags,
 ) -> None:
-    """Run CMD (after `--`) with the GPUs sampled and its decorated steps recorded, then report.
+    """Run CMD (after `--`) with the GPUs sampled and every span it makes recorded, then report.
 
     Exits with CMD's exit code.
     """
@@ -53,7 +66,8 @@ def run(
         raise typer.Exit(2)
     with user_errors():
         factors = prices.load()
-        result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=factors)
+        result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=factors,
+                             instrument=instrument)
     if not no_report:
         from profiler.attribution.engine import attribute
         from profiler.traces.load import load

@@ -222,7 +222,7 @@ class GpuSampler:
     def _adapt(self, elapsed_s: float) -> None:
         """Account for one slow tick and set how many ticks apart they come.
 
-        Process lists and per-process queries can take 50-100 ms a call (nvml-notes pitfall 14), and a
+        Process lists and per-process queries can take 50-100 ms a call (docs/gpus.md#slow-fields-and-backoff), and a
         slow tick delays that tick's fast readings. A slow tick over `slow_budget_s` doubles the ticks
         until the next (up to `MAX_SLOW_PERIOD_S` apart); one under a quarter of the budget halves
         them again, down to the configured `slow_every`.

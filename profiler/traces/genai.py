@@ -1,6 +1,6 @@
 """Read GenAI meaning out of span attributes, whatever dialect wrote them.
 
-One function per concept, each trying the aliases of `reference/genai-attributes.md` in order.
+One function per concept, each trying the aliases of docs/dialects.md#attribute-aliases in order.
 `profiler.traces.span_table` answers all of them for a batch of decoded spans at once, with the same
 answers; every trace format's spans go through it, so our own files and other tools' files are
 understood the same way. Which spans' usage is billed is `profiler.attribution.billing`'s.
@@ -57,9 +57,7 @@ _REASONING = (semconv.REASONING_TOKENS, "llm.token_count.completion_details.reas
 _MODEL = (semconv.RESPONSE_MODEL, "llm.response.model_name", "ai.response.model", semconv.REQUEST_MODEL,
           "llm.request.model_name", "llm.model_name", "ai.model.id", "langfuse.observation.model.name")
 _PROVIDER = (semconv.PROVIDER, "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
-SESSION_KEYS = (semconv.CONVERSATION_ID, "session.id", "langfuse.session.id", "gen_ai.session.id",
-            "gen_ai.agent.session_id", "traceloop.association.properties.session_id",
-            "ai.telemetry.metadata.sessionId", "claude.session.id", "github.copilot.interaction_id")
+SESSION_KEYS = semconv.SESSION_KEYS
 _COST = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "gen_ai.usage.cost_usd")
 _PROVIDER_ALIASES = {
     "vertex_ai": "gcp.vertex_ai",

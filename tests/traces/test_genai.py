@@ -1,4 +1,4 @@
-"""Reading GenAI meaning out of span attributes: every alias of reference/genai-attributes.md, in order,
+"""Reading GenAI meaning out of span attributes: every alias of docs/dialects.md, in order,
 through `span_row` (one span read by `span_table.span_columns`, which every reader's spans go through)
 and through the one-concept functions alike."""
 
