@@ -27,8 +27,8 @@ KWH_PER_J = 1.0 / 3.6e6
 COST_COLUMNS = ("api_cost_usd", "gpu_cost_usd", "energy_cost_usd", "total_cost_usd")
 #: Columns that have a `self_` twin (what the step received itself, children excluded).
 INCLUSIVE_COLUMNS = ("wall_s", *QUANTITIES, *TOKEN_COLUMNS, *COST_COLUMNS, "co2_g", "unpriced_calls")
-#: Other dialects' names for the tool a tool span ran, in order (reference/genai-attributes.md): OpenInference,
-#: a tool call's function, Traceloop's entity.
+#: Other dialects' names for the tool a tool span ran, in order (docs/dialects.md#the-operation-of-a-span):
+#: OpenInference's, a tool call's function, Traceloop's entity.
 TOOL_NAME_ALIASES = ("tool.name", "tool_call.function.name", "traceloop.entity.name")
 
 

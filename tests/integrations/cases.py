@@ -21,10 +21,13 @@ class AgentCase:
     """`sessionprof run` options before `--`."""
     duplicates: int = 0
     """Spans that describe a call another span already bills (two instrumentations of one call)."""
+    known_gap: str = ""
+    """Why the report does not yet bill this case as the stub answered (the test then must fail)."""
 
     def param(self) -> object:
-        """This case as a pytest parameter, named by its id."""
-        return pytest.param(self, id=self.id)
+        """This case as a pytest parameter, named by its id, expected to fail while it has a known gap."""
+        marks = [pytest.mark.xfail(strict=True, reason=self.known_gap)] if self.known_gap else []
+        return pytest.param(self, id=self.id, marks=marks)
 
 
 #: The official OpenAI instrumentor reports no cache counts on chat completions; OpenLLMetry's and
@@ -32,9 +35,20 @@ class AgentCase:
 OPENAI = AgentCase("openai+otel-instrumentor", "openai_agent.py", tool_runs=0, cache_reported=False)
 ANTHROPIC_SDK = AgentCase("anthropic-sdk-spans", "anthropic_agent.py", tool_runs=0,
                           run_options=("--instrument", "none"))
-ANTHROPIC_INSTRUMENTED = AgentCase("anthropic+instrumentors", "anthropic_agent.py", tool_runs=0, duplicates=6)
+ANTHROPIC_INSTRUMENTED = AgentCase(
+    "anthropic+instrumentors", "anthropic_agent.py", tool_runs=0, duplicates=6,
+    known_gap="one call, one bill is not on main yet: the SDK's span and two instrumentors' bill each call "
+              "3 times ($0.031689 for $0.010563)")
 PYDANTIC_AI = AgentCase("pydantic-ai", "pydantic_ai_agent.py", tool_runs=2)
 OPENAI_AGENTS = AgentCase("openai-agents+openinference", "openai_agents_agent.py", tool_runs=2)
-LANGGRAPH = AgentCase("langgraph+openinference", "langgraph_agent.py", tool_runs=2)
+LANGGRAPH = AgentCase(
+    "langgraph+openinference", "langgraph_agent.py", tool_runs=2,
+    known_gap="the OpenAI instrumentor's span of each call is a root of the session, neither inside nor beside "
+              "OpenInference's ChatOpenAI span of the same call (OpenInference never makes it current): "
+              "6 calls billed for 3 ($0.0013374 for $0.0005823)")
+#: The same agent with only OpenInference's LangChain instrumentor turned on: what docs/integrations.md
+#: recommends while the two descriptions of one call are billed twice.
+LANGGRAPH_ONLY = AgentCase("langgraph+openinference-only", "langgraph_agent.py", tool_runs=2,
+                           run_options=("--instrument", "langchain"))
 
-ALL = (OPENAI, ANTHROPIC_SDK, ANTHROPIC_INSTRUMENTED, PYDANTIC_AI, OPENAI_AGENTS, LANGGRAPH)
+ALL = (OPENAI, ANTHROPIC_SDK, ANTHROPIC_INSTRUMENTED, PYDANTIC_AI, OPENAI_AGENTS, LANGGRAPH, LANGGRAPH_ONLY)

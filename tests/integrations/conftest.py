@@ -7,7 +7,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.integrations.stub_server import StubModelServer
+# The shared assertions get pytest's detailed messages too (they live outside the test modules).
+pytest.register_assert_rewrite("tests.integrations.helpers")
+
+from tests.integrations.stub_server import StubModelServer  # noqa: E402 - after the rewrite hook
 
 #: Agent runs at once. Each is mostly one process importing its framework and instrumentors, so two
 #: keep this 2-core machine busy and halve the suite's wall time; more would only queue.

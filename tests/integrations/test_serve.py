@@ -42,27 +42,27 @@ def _listening_endpoint(serve: subprocess.Popen[str]) -> str:
     return found.group(1)
 
 
+@pytest.mark.xfail(strict=True, reason="sessionprof serve is not on main yet (No such command 'serve')")
 def test_serve_bills_an_agent_started_elsewhere(stub: StubModelServer, tmp_path: Path) -> None:
     serve_env = agent_env(stub, "serve")
-    serve = subprocess.Popen([sessionprof(), "serve", "--port", "0", "--gpu", "none", "--no-html", "-f", "json",
-                              "-o", "report.json", "--run-dir", "run"], cwd=tmp_path, env=serve_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        endpoint = _listening_endpoint(serve)
-        key = new_api_key()
-        env = agent_env(stub, key)
-        env.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
-                   OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
-                   OTEL_SERVICE_NAME="weather-agent")
-        instrument = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
-        assert instrument, "opentelemetry-distro is not installed beside this interpreter"
-        run_checked([instrument, sys.executable, str(AGENTS / PYDANTIC_AI.script)], env=env, cwd=tmp_path)
-        serve.send_signal(signal.SIGINT)
-        _, err = serve.communicate(timeout=RUN_TIMEOUT_S)
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
+    with subprocess.Popen([sessionprof(), "serve", "--port", "0", "--gpu", "none", "--no-html", "-f", "json",
+                           "-o", "report.json", "--run-dir", "run"], cwd=tmp_path, env=serve_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as serve:
+        try:
+            endpoint = _listening_endpoint(serve)
+            key = new_api_key()
+            env = agent_env(stub, key)
+            env.update(OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+                       OTEL_TRACES_EXPORTER="otlp", OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none",
+                       OTEL_SERVICE_NAME="weather-agent")
+            instrument = shutil.which("opentelemetry-instrument", path=str(Path(sys.executable).parent))
+            assert instrument, "opentelemetry-distro is not installed beside this interpreter"
+            run_checked([instrument, sys.executable, str(AGENTS / PYDANTIC_AI.script)], env=env, cwd=tmp_path)
+            serve.send_signal(signal.SIGINT)
+            _, err = serve.communicate(timeout=RUN_TIMEOUT_S)
+        finally:
+            if serve.poll() is None:
+                serve.kill()
     assert serve.returncode == 0, err
     report = read_report(tmp_path / "report.json")
 
