@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from instrumentation import _state, capture
+from instrumentation import _state, capture, forksafe
 from instrumentation.instrumentors import activate, parse_selection
 from instrumentation.run_dir import ENV_INSTRUMENT, ENV_RUN_DIR, resolve_run_dir
 
@@ -34,6 +34,14 @@ class Capture:
 
 
 _lock = threading.Lock()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent's thread may have held the old one at the fork
+
+
+forksafe.at_fork_in_child(_new_lock)
 _done: Capture | None = None
 
 

@@ -25,6 +25,7 @@ from opentelemetry.context import Context
 from opentelemetry.environment_variables import OTEL_PYTHON_TRACER_PROVIDER as ENV_PROVIDER
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 
+from instrumentation import forksafe, termination
 from instrumentation.processor import SessionSpanProcessor
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,14 @@ class _Attached(SpanProcessor):
 
 
 _lock = threading.RLock()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.RLock()  # a parent's thread may have held the old one at the fork
+
+
+forksafe.at_fork_in_child(_new_lock)
 _processor: SessionSpanProcessor | None = None
 _attached: weakref.WeakSet[Any] = weakref.WeakSet()
 _original_setter = trace.set_tracer_provider
@@ -114,7 +123,13 @@ def processor() -> SessionSpanProcessor:
         if _processor is None:
             _processor = SessionSpanProcessor()
             atexit.register(_processor.shutdown)
+            termination.on_terminate(_flush_on_terminate)  # SIGTERM skips atexit
         return _processor
+
+
+def _flush_on_terminate() -> None:
+    if _processor is not None:
+        _processor.force_flush(timeout_millis=2_000)
 
 
 def existing_processor() -> SessionSpanProcessor | None:

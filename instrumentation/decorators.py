@@ -104,10 +104,13 @@ def _finish(span: trace.Span | None, token: object, spec: _Spec, result: Any, er
             capture, redact = capture_enabled()
             if capture:
                 span.set_attributes(content_attributes(spec.operation, call[0], call[1], call[2], result, redact))
-        span.end()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a response we cannot read still ends its span, with what was read
         counters.note()
-        logger.debug("sessionprof: could not end a span", exc_info=True)
+    finally:
+        try:
+            span.end()
+        except Exception:  # noqa: BLE001
+            counters.note()
 
 
 def _apply_usage(span: trace.Span, spec: _Spec, usage: Usage) -> None:

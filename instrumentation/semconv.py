@@ -29,9 +29,13 @@ PROCESS_PID = "process.pid"  # OTel resource semantic conventions: the process a
 
 #: Where instrumentations put the session a span belongs to, ours first: a span (or its resource)
 #: with any of these keeps it, and the processor stamps the active session only on spans with none.
+#: Traceloop's association properties are free-form: besides `session_id`, its LangChain and
+#: LangGraph integrations pass on the conversation, thread or chat id the framework was given.
 SESSION_KEYS = (CONVERSATION_ID, "session.id", "langfuse.session.id", "gen_ai.session.id",
                 "gen_ai.agent.session_id", "traceloop.association.properties.session_id",
-                "ai.telemetry.metadata.sessionId", "claude.session.id", "github.copilot.interaction_id")
+                "traceloop.association.properties.conversation_id", "traceloop.association.properties.thread_id",
+                "traceloop.association.properties.chat_id", "ai.telemetry.metadata.sessionId", "claude.session.id",
+                "github.copilot.interaction_id")
 
 OP_CHAT = "chat"
 OP_EXECUTE_TOOL = "execute_tool"

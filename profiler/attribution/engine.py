@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from profiler.arrays import unique_sorted
-from profiler.attribution.billing import mark_billable
+from profiler.attribution.billing import decide_billing
 from profiler.attribution.choices import POLICIES, Policy
 from profiler.attribution.ledger import Ledger, build_ledger
 from profiler.attribution.memory_shares import MemoryShares, memory_shares, pid_memory_by_gpu, resolve_pids
@@ -51,7 +51,11 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     prices = prices or Prices()
     spans = conform(run.spans, SPAN_COLUMNS)  # a new frame: setting a column leaves run.spans alone
     span_parent = parent_positions(spans)
-    spans["bills_usage"] = mark_billable(spans, span_parent) if len(spans) else pd.Series(dtype=bool)
+    if len(spans):
+        billing = decide_billing(spans, span_parent)
+        spans["bills_usage"], spans["duplicate_of"] = billing.bills, billing.duplicate_of
+    else:
+        spans["bills_usage"], spans["duplicate_of"] = pd.Series(dtype=bool), pd.Series(dtype=object)
     steps, parent = session_tree(spans, span_parent) if len(spans) else (spans, span_parent)
     depth = depths(parent)
 
@@ -215,11 +219,16 @@ def _check(measured: float, attributed: float) -> dict[str, float]:
 
 
 def _price_calls(steps: pd.DataFrame, pricer: ApiPricer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """API cost, source and detail per step row: NaN, None and "" where the row bills nothing."""
+    """API cost, source and detail per step row: NaN, None and "" where the row bills nothing, and
+    0 with source `duplicate` where the row describes a call that another row bills."""
     n = len(steps)
     cost = np.full(n, np.nan)
     source = np.full(n, None, dtype=object)
     detail = np.full(n, "", dtype=object)
+    if "duplicate_of" in steps:  # a second description of a call counted on another span: $0, said why
+        kept = steps["duplicate_of"].to_numpy(dtype=object)
+        for pos in np.flatnonzero(pd.notna(kept)):
+            cost[pos], source[pos], detail[pos] = 0.0, "duplicate", f"same call as span {kept[pos]}, counted there"
     billing = np.flatnonzero(steps["bills_usage"].to_numpy(dtype=bool)) if n else np.zeros(0, dtype=np.int64)
     if not len(billing):
         return cost, source, detail

@@ -21,10 +21,20 @@ app = typer.Typer(
 )
 
 
+class _Prefixed(logging.Formatter):
+    """One `sessionprof:` before each logged line, also where the message already starts with it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if message.startswith("sessionprof:") else f"sessionprof: {message}"
+
+
 @app.callback()
 def _main(debug_flag: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
     debug["on"] = debug_flag
-    logging.basicConfig(level=logging.DEBUG if debug_flag else logging.WARNING, format="sessionprof: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Prefixed())
+    logging.basicConfig(level=logging.DEBUG if debug_flag else logging.WARNING, handlers=[handler])
     skip_numpy_huge_page_advice()  # see profiler/cli/huge_pages.py: big reads fault in memory faster
 
 

@@ -38,14 +38,10 @@ def emit(report: str | bytes | Iterable[str] | Iterable[bytes], output: Path | N
             raise ValueError("this format is binary: write it to a file with -o FILE")
         _to_stdout(pieces)
         return
-    try:
-        with output.open("wb") as stream:
-            for piece in pieces:
-                stream.write(piece if isinstance(piece, bytes) else piece.encode("utf-8"))
-    except BaseException:
-        if output.is_file():
-            output.unlink()  # half a report reads as a whole one
-        raise
+    from instrumentation.safe_files import write_private
+
+    # Mode 0600 through a temporary renamed into place: never half a report, never through a link.
+    write_private(output, (piece if isinstance(piece, bytes) else piece.encode("utf-8") for piece in pieces))
     typer.echo(f"report written to {output}", err=True)
 
 

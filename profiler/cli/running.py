@@ -68,7 +68,7 @@ def run(
         factors = prices.load()
         result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=factors,
                              instrument=instrument)
-    if not no_report:
+    if not no_report and result.lost is None:
         from profiler.attribution.engine import attribute
         from profiler.traces.load import load
         from reports.registry import renderer_for
@@ -88,11 +88,13 @@ def run(
 
 def _write_html(ledger: Ledger, run_path: Path) -> None:
     """Write the run's HTML report beside its records; a failure to write is a notice, not an error."""
+    from instrumentation.run_dir import REPORT_FILE
+    from instrumentation.safe_files import write_private
     from reports import render
 
-    page = run_path / "report.html"
+    page = run_path / REPORT_FILE
     try:
-        page.write_text(str(render(ledger, "html")), encoding="utf-8")
+        write_private(page, [str(render(ledger, "html")).encode("utf-8")])
     except OSError as err:
         typer.echo(f"sessionprof: could not write {page}: {err.strerror or err}", err=True)
         return

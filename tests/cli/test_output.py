@@ -45,4 +45,18 @@ def test_a_report_that_fails_half_way_leaves_no_file(tmp_path: Path, kind: type)
     out.write_text("an older report", encoding="utf-8")
     with pytest.raises(ValueError, match="nothing"):
         emit(failing(), out)
-    assert not out.exists()
+    # Half a report reads as a whole one: it is never in place; the older report is left as it was.
+    assert out.read_text(encoding="utf-8") == "an older report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_a_logged_warning_carries_the_prefix_once() -> None:
+    import logging
+
+    from profiler.cli.app import _Prefixed
+
+    def line(message: str) -> str:
+        return _Prefixed().format(logging.LogRecord("x", logging.WARNING, __file__, 1, message, None, None))
+
+    assert line("sessionprof: the run directory is gone") == "sessionprof: the run directory is gone"
+    assert line("skipping GPU 1: lost") == "sessionprof: skipping GPU 1: lost"
