@@ -35,10 +35,7 @@ class AgentCase:
 OPENAI = AgentCase("openai+otel-instrumentor", "openai_agent.py", tool_runs=0, cache_reported=False)
 ANTHROPIC_SDK = AgentCase("anthropic-sdk-spans", "anthropic_agent.py", tool_runs=0,
                           run_options=("--instrument", "none"))
-ANTHROPIC_INSTRUMENTED = AgentCase(
-    "anthropic+instrumentors", "anthropic_agent.py", tool_runs=0, duplicates=6,
-    known_gap="one call, one bill is not on main yet: the SDK's span and two instrumentors' bill each call "
-              "3 times ($0.031689 for $0.010563)")
+ANTHROPIC_INSTRUMENTED = AgentCase("anthropic+instrumentors", "anthropic_agent.py", tool_runs=0, duplicates=6)
 PYDANTIC_AI = AgentCase("pydantic-ai", "pydantic_ai_agent.py", tool_runs=2)
 OPENAI_AGENTS = AgentCase("openai-agents+openinference", "openai_agents_agent.py", tool_runs=2)
 LANGGRAPH = AgentCase(
