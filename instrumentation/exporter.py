@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -43,18 +44,29 @@ class RunDirExporter(SpanExporter):
         if not spans:
             return SpanExportResult.SUCCESS
         try:
-            document = encode_traces_data(spans, process_pid=os.getpid())
-            line = json.dumps(document, separators=(",", ":"), default=str) + "\n"
-            if not self._dir_ready:
-                create_run_dir(self.path.parent)
-                self._dir_ready = True
-            self._file.append(line.encode("utf-8", errors="replace"))
+            self.append_document(encode_traces_data(spans, process_pid=os.getpid()))
         except Exception as err:  # noqa: BLE001 - an exporter must never raise into the pipeline
             self.failed_spans += len(spans)
             self._warn_once(err)
             return SpanExportResult.FAILURE
         self.exported_spans += len(spans)
         return SpanExportResult.SUCCESS
+
+    def append_document(self, document: Mapping[str, Any]) -> None:
+        """Append one OTLP JSON `TracesData` document as one line, whole or not at all.
+
+        The OTLP receiver writes what it receives through here too, so a run has one writer format
+        and one append discipline. Safe to call from several threads.
+
+        Raises:
+            OSError: the file could not be opened or written (`FileRemovedError` when it was deleted).
+            TypeError, ValueError: the document is not JSON-encodable.
+        """
+        line = json.dumps(document, separators=(",", ":"), default=str) + "\n"
+        if not self._dir_ready:
+            create_run_dir(self.path.parent)
+            self._dir_ready = True
+        self._file.append(line.encode("utf-8", errors="replace"))
 
     def _warn_once(self, err: Exception) -> None:
         """One warning per kind of failure: a full disk fails every batch, and says so once."""

@@ -40,7 +40,7 @@ DEFAULT_HOME = Path(".sessionprof") / "runs"
 
 #: What each writing process lost, summed over the processes into run.json's `dropped`.
 LOSS_KEYS = ("spans", "spans_failed_export", "samples_failed_write", "sample_read_errors",
-             "profiler_internal_errors")
+             "profiler_internal_errors", "otlp_rejected_spans")
 #: How long a writer waits for another to finish with run.json before writing anyway.
 META_LOCK_TIMEOUT_S = 5.0
 

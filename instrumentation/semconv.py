@@ -48,6 +48,8 @@ SESSION_NAME = "sessionprof.session.name"
 SESSION_ROOT = "sessionprof.session.root"
 STAND_IN_MODEL = "sessionprof.model.stand_in"
 STEP_KIND = "sessionprof.step.kind"
+#: The event a span was made from, when it came as something other than a span (an OTLP log event).
+SOURCE_EVENT = "sessionprof.source.event"
 
 #: The OTel setting that opts in to recording prompts, completions and tool arguments.
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"

@@ -1,20 +1,18 @@
-"""`sessionprof run`: start an agent as a child process, sample the GPUs from here, and let the
-child write its spans into the same run directory: a Python child from its first line, through
-the `sitecustomize` bootstrap that records every span it makes (its instrumentors' included)."""
+"""`sessionprof run`: start an agent as a child process, sample the GPUs and take its OTLP from here,
+and let the child write its spans into the same run directory: a Python child from its first line,
+through the `sitecustomize` bootstrap that records every span it makes (its instrumentors' included)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from instrumentation import _state
 from instrumentation.bootstrap import DIRECTORY as BOOTSTRAP_DIRECTORY
 from instrumentation.instrumentors import Selection, parse_selection
 from instrumentation.run_dir import (
@@ -24,91 +22,61 @@ from instrumentation.run_dir import (
     ENV_SAMPLER,
     ENV_SESSION_ID,
     ENV_TRACEPARENT,
-    META_FILE,
-    SAMPLES_FILE,
-    UnsafeRunDirError,
-    create_run_dir,
     resolve_run_dir,
-    update_meta,
-    with_losses,
 )
 from profiler.capture.argv import mask_command
-from profiler.errors import GpuUnavailableError
-from profiler.gpu.host import host_info, process_tree
-from profiler.gpu.sampler import GpuSampler
-from profiler.gpu.select import select_backend
+from profiler.capture.otlp_env import otlp_environment
+from profiler.capture.recording import Recording, RunResult
+from profiler.gpu.host import process_tree
 from profiler.pricing.prices import Prices
 
-
-@dataclass(frozen=True)
-class RunResult:
-    """The finished command: where its run was written, how it exited, and whether the run survived."""
-
-    path: Path
-    exit_code: int
-    """As a shell reports it: the child's own code, or 128 + N when signal N ended it."""
-    signal: str | None = None
-    """The name of the signal that ended the child (`SIGTERM`), if one did."""
-    lost: str | None = None
-    """Why the run directory could not be completed (deleted mid-run, unwritable), if it could not."""
+__all__ = ["RunResult", "child_environment", "run_command"]
 
 
 def run_command(command: list[str], *, run_dir: Path | None, gpu: str, interval_s: float, prices: Prices,
-                instrument: str = "auto") -> RunResult:
+                instrument: str = "auto", stream: TextIO | None = None) -> RunResult:
     """Run `command` to completion under the profiler and return its run directory and exit code.
 
     `instrument` says which installed OpenTelemetry instrumentors a Python child turns on: `auto`,
     `none` or a comma list of names. Every span of the run belongs to one session, whose id the
-    child is handed, unless a span names its own. Signals that stop us (Ctrl-C, SIGTERM) are passed
-    on to the child. How the child ended (its exit code, or the signal that ended it) is recorded
-    in run.json, whose `status` says `complete` only for a child that exited on its own. Once the
-    child has started, nothing that happens to the run directory changes the exit code: a loss is
-    one warning.
+    child is handed, unless a span names its own. The child also gets the standard
+    `OTEL_EXPORTER_OTLP_*` variables pointing at the run's OTLP receiver (for any other
+    OpenTelemetry SDK, in any language), unless the user set their own (`otlp_env`). Signals that
+    stop us (Ctrl-C, SIGTERM) are passed on to the child. How the child ended (its exit code, or the
+    signal that ended it) is recorded in run.json, whose `status` says `complete` only for a child
+    that exited on its own. Once the child has started, nothing that happens to the run directory
+    changes the exit code: a loss is one warning.
 
     Raises:
         ValueError: `instrument` is not a selection.
         OSError: the run directory cannot be created (FileNotFoundError: the command cannot be started).
         GpuUnavailableError: `gpu="nvml"` on a machine without a usable GPU.
+        ReceiverError: the OTLP receiver cannot listen.
     """
     selection = parse_selection(instrument)
+    stream = stream if stream is not None else sys.stderr
     # An outer session's run directory is not this run's; $SESSIONPROF_HOME still says where runs go.
     path = resolve_run_dir(run_dir, environ={k: v for k, v in os.environ.items() if k != ENV_RUN_DIR})
-    try:
-        create_run_dir(path)
-    except UnsafeRunDirError:
-        raise
-    except OSError as err:
-        raise OSError(f"cannot create the run directory {path}: {err.strerror or err} (give --run-dir on a "
-                      "writable disk)") from None
     session = {"id": os.urandom(16).hex(), "name": " ".join(mask_command([Path(command[0]).name, *command[1:2]]))}
-    started_ns = time.time_ns()
     child_pid = {"pid": os.getpid()}
-    sampler = GpuSampler(select_backend(gpu), path / SAMPLES_FILE, interval_s=interval_s,
-                         pids=lambda: process_tree(child_pid["pid"]))
-    sampler.start()
-    if not sampler.gpus:
-        if gpu == "nvml":
-            sampler.stop()
-            raise GpuUnavailableError(sampler.unavailable_reason or "no GPU")
-        if gpu != "none":  # asked for no GPU: nothing to tell
-            print(f"sessionprof: no GPU data ({sampler.unavailable_reason}); recording a CPU-only run",
-                  file=sys.stderr)
-    record = _Record(path, command, sampler, prices, started_ns, {"instrument": str(selection)}, session)
-    record.write({"status": "running"}, first=True)
-
+    recording = Recording(path, command=command, gpu=gpu, interval_s=interval_s, prices=prices,
+                          pids=lambda: process_tree(child_pid["pid"]), stream=stream,
+                          settings={"instrument": str(selection)}, session=session)
+    endpoint = recording.start()
+    otlp = otlp_environment(endpoint, os.environ)
+    if otlp.note():
+        print(f"sessionprof: {otlp.note()}", file=stream)
     try:
-        child = subprocess.Popen(command, env=child_environment(path, session["id"], selection))
+        child = subprocess.Popen(command, env={**child_environment(path, session["id"], selection), **otlp.added})
     except OSError as err:
-        sampler.stop()
-        record.write({"status": "complete", "exit_code": 127, "error": str(err)})
+        recording.finish(127, error=str(err))
         raise FileNotFoundError(f"cannot start {command[0]!r}: {err.strerror or err}") from None
     child_pid["pid"] = child.pid
     returncode, forwarded = _wait_forwarding_signals(child)
-    sampler.stop()
     ended = _how_it_ended(returncode)
-    lost = record.write({"status": "killed" if ended.get("signal") else "complete", "ended_ns": time.time_ns(),
-                         **ended, **({"signals_forwarded": forwarded} if forwarded else {})})
-    return RunResult(path=path, exit_code=ended["exit_code"], signal=ended.get("signal"), lost=lost)
+    result = recording.finish(ended.pop("exit_code"), signal=ended.pop("signal", None), **ended,
+                              **({"signals_forwarded": forwarded} if forwarded else {}))
+    return dataclasses.replace(result, otlp_note=otlp.note())
 
 
 def _how_it_ended(returncode: int) -> dict[str, Any]:
@@ -121,58 +89,6 @@ def _how_it_ended(returncode: int) -> dict[str, Any]:
     except ValueError:
         name = f"signal {number}"
     return {"exit_code": 128 + number, "signal": name, "signal_number": number}
-
-
-class _Record:
-    """run.json as the parent writes it: merged under the run's lock with what children added."""
-
-    def __init__(self, path: Path, command: list[str], sampler: GpuSampler, prices: Prices, started_ns: int,
-                 settings: dict[str, Any], session: dict[str, str]) -> None:
-        self.path, self.command, self.sampler, self.prices = path, command, sampler, prices
-        self.started_ns, self.settings, self.session = started_ns, settings, session
-        self.warned = False
-
-    def write(self, fields: dict[str, Any], *, first: bool = False) -> str | None:
-        """Write run.json; return why it could not be (one warning the first time), else None."""
-        if not first and not self.path.is_dir():
-            message = f"the run directory {self.path} was deleted while the command ran; its records are lost"
-            if _state.claim_loss_warning(self.path):
-                self._lost(message)
-            return message
-        stats = self.sampler.stats
-        losses = {"sample_read_errors": stats.read_errors, "samples_failed_write": stats.samples_failed_write}
-        meta = {**self._base(), **fields}
-
-        def merge(previous: dict[str, Any]) -> dict[str, Any]:
-            kept = {} if first else previous  # a new run replaces what a reused directory held
-            # Sessions the child opened itself (profiler.session()) wrote themselves in meanwhile.
-            sessions = [self.session, *(s for s in kept.get("sessions", [])
-                                        if isinstance(s, dict) and s.get("id") != self.session["id"])]
-            return with_losses({**kept, **meta, "sessions": sessions}, os.getpid(), losses)
-
-        try:
-            update_meta(self.path, merge)
-        except OSError as err:
-            return self._lost(f"cannot write {self.path / META_FILE} ({err.strerror or err}); the run's "
-                              "metadata is missing")
-        return None
-
-    def _lost(self, message: str) -> str:
-        if not self.warned:
-            self.warned = True
-            print(f"sessionprof: warning: {message}", file=sys.stderr)
-        return message
-
-    def _base(self) -> dict[str, Any]:
-        return {
-            "run_id": self.path.name,
-            "started_ns": self.started_ns,
-            "host": host_info(),
-            "command": mask_command(self.command),
-            **self.sampler.describe(),
-            "prices": self.prices.to_json(),
-            **self.settings,
-        }
 
 
 def child_environment(path: Path, session_id: str, selection: Selection) -> dict[str, str]:

@@ -60,6 +60,7 @@ def gpus() -> None:
 
 app.command()(reporting.report)
 app.command(context_settings=running.CONTEXT_SETTINGS, options_metavar=running.USAGE)(running.run)
+app.command()(running.serve)
 app.command()(gpus)
 app.command()(reporting.sessions)
 app.command()(comparing.diff)

@@ -1,10 +1,11 @@
-"""`sessionprof run`: run a command under the profiler, then report on what it recorded."""
+"""`sessionprof run` and `serve`: record a run (a command we start, or OTLP from agents started
+elsewhere), then report on what it recorded."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +15,8 @@ from profiler.errors import ProfilerError
 
 if TYPE_CHECKING:
     from profiler.attribution.ledger import Ledger
+    from profiler.capture.recording import RunResult
+    from profiler.pricing.prices import Prices
 
 #: Options end at `--` or at the first argument that is not one, which begins the command. An
 #: unknown option before it is a usage error, never taken for the command.
@@ -53,9 +56,9 @@ def run(
     *,
     prices: PriceFlags,
 ) -> None:
-    """Run CMD (after `--`) with the GPUs sampled and every span it makes recorded, then report.
+    """Run CMD (after `--`) with the GPUs sampled and every span it makes or exports recorded, then report.
 
-    Exits with CMD's exit code.
+    Exits with CMD's exit code (3 when CMD succeeded but not one span was recorded).
     """
     from profiler.capture.runner import run_command
 
@@ -68,7 +71,54 @@ def run(
         factors = prices.load()
         result = run_command(command, run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=factors,
                              instrument=instrument)
-    if not no_report and result.lost is None:
+    _finish(result, factors, fmt=fmt, by=by, top=top, output=output, no_report=no_report, no_html=no_html,
+            weight=weight, policy=policy)
+
+
+@price_options
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on. Anything but loopback takes spans "
+                                      "from the network (a warning says so).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (OTLP/HTTP's 4318 by "
+                                      "default; 0: a free one).")] = 4318,
+    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="The run's directory (default: a new one "
+                                                    "under ./.sessionprof/runs).")] = None,
+    gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
+    interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    fmt: Format = "table",
+    by: By = "step",
+    top: Top = None,
+    output: Output = None,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")] = False,
+    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html into the run "
+                                          "directory.")] = False,
+    weight: Weight = "usd",
+    policy: Policy = "equal",
+    *,
+    prices: PriceFlags,
+) -> None:
+    """Take OTLP/HTTP (traces, and Claude Code's events) from agents started elsewhere and sample the GPUs,
+    until Ctrl-C or SIGTERM; then report on the run."""
+    from profiler.capture.serve import serve as serve_run
+
+    with user_errors():
+        factors = prices.load()
+        result = serve_run(run_dir=run_dir, gpu=gpu, interval_s=interval_s, prices=factors, host=host, port=port)
+    _finish(result, factors, fmt=fmt, by=by, top=top, output=output, no_report=no_report, no_html=no_html,
+            weight=weight, policy=policy, served=True)
+
+
+def _finish(result: RunResult, factors: Prices, *, fmt: Any, by: Any, top: int | None, output: Path | None,
+            no_report: bool, no_html: bool, weight: Any, policy: Any, served: bool = False) -> None:
+    """Report on a finished recording, or say why there is nothing to report; exit with its code (the
+    command's, or `EMPTY_RUN_EXIT_CODE` when it succeeded and not one span was recorded)."""
+    from profiler.capture.empty_run import explain_empty_run
+
+    # A run killed by a signal has its report say so, empty or not; a lost run has nothing to report.
+    empty = result.lost is None and not result.spans_recorded and result.signal is None
+    if empty:
+        typer.echo(explain_empty_run(result, served=served), err=True)
+    if not no_report and result.lost is None and not (empty and not result.gpu_sampled):
         from profiler.attribution.engine import attribute
         from profiler.traces.load import load
         from reports.registry import renderer_for
@@ -83,7 +133,7 @@ def run(
         except (ProfilerError, ValueError) as err:
             typer.echo(f"sessionprof: could not report on the run: {err}", err=True)
     typer.echo(f"run directory: {result.path}", err=True)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(result.final_exit_code)
 
 
 def _write_html(ledger: Ledger, run_path: Path) -> None:

@@ -27,7 +27,8 @@ from profiler.model import format_pid_memory
 
 logger = logging.getLogger(__name__)
 THREAD_NAME = "sessionprof-gpu-sampler"
-_MEM_USED_FIELD = 4  # position of mem_used_bytes in a sample row (SAMPLE_COLUMNS order)
+_POWER_FIELD = 3  # positions of power_w and mem_used_bytes in a sample row (SAMPLE_COLUMNS order)
+_MEM_USED_FIELD = 4
 MIN_INTERVAL_S = 0.02
 #: Tick phases step by this fraction of the interval: the golden ratio, the most evenly spread.
 _GOLDEN = (5**0.5 - 1) / 2.0
@@ -135,6 +136,8 @@ class GpuSampler:
         self.memory: list[tuple[Any, ...]] = []
         self.first_rows: dict[str, tuple[Any, ...]] = {}
         """The first reading of each device: the memory baseline taken before the agent's work."""
+        self.latest_rows: dict[str, tuple[Any, ...]] = {}
+        """The latest reading of each device (for the live status line), by GPU uuid."""
         probe_default = PROBE_S if getattr(backend, "probe_counter", False) else 0.0
         self.counter_probe_s = probe_default if counter_probe_s is None else counter_probe_s
         self._probe: CounterProbe | None = None
@@ -247,6 +250,10 @@ class GpuSampler:
             logger.debug("backend close failed", exc_info=True)
         return self.stats
 
+    def latest_readings(self) -> list[tuple[float | None, float | None]]:
+        """Each device's latest power (W) and memory in use (bytes); None where not read."""
+        return [(row[_POWER_FIELD], row[_MEM_USED_FIELD]) for row in list(self.latest_rows.values())]
+
     def describe(self) -> dict[str, Any]:
         """The sampler's part of run.json: backend, devices (with the memory baseline each started
         from), clock anchor, settings and statistics."""
@@ -352,6 +359,7 @@ class GpuSampler:
         self.stats.samples += len(rows)
         for row in rows:
             self.first_rows.setdefault(row[1], row)
+            self.latest_rows[row[1]] = row
         if self._write_failed:
             self._note_write_error(None, len(rows))
             return

@@ -13,11 +13,14 @@ from instrumentation.instrumentors import parse_selection
 from profiler.capture.runner import child_environment
 from tests.cli.helpers import invoke
 
+#: One step, so that the run is not empty (an empty run exits 3).
+ONE_STEP = "import profiler\nwith profiler.step('work'):\n    pass"
+
 
 def test_run_puts_its_directory_under_sessionprof_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SESSIONPROF_HOME", str(tmp_path / "home"))
-    result = invoke("run", "--no-report", "--gpu", "none", "--", sys.executable, "-c", "pass")
+    result = invoke("run", "--no-report", "--gpu", "none", "--", sys.executable, "-c", ONE_STEP)
     assert result.exit_code == 0, result.output
     (run_dir,) = (tmp_path / "home").iterdir()
     assert json.loads((run_dir / "run.json").read_text())["status"] == "complete"
@@ -27,7 +30,7 @@ def test_run_puts_its_directory_under_sessionprof_home(tmp_path: Path, monkeypat
 def test_run_does_not_write_into_an_outer_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SESSIONPROF_RUN_DIR", str(tmp_path / "outer"))
-    result = invoke("run", "--no-report", "--gpu", "none", "--", sys.executable, "-c", "pass")
+    result = invoke("run", "--no-report", "--gpu", "none", "--", sys.executable, "-c", ONE_STEP)
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "outer").exists()
     assert len(list((tmp_path / ".sessionprof" / "runs").iterdir())) == 1

@@ -68,7 +68,9 @@ def test_run_rejects_an_unknown_option_before_the_command(tmp_path: Path) -> Non
     assert "cannot start" not in result.stderr and not (tmp_path / "run").exists()
 
 
-ECHO_ARGS = "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(' '.join(sys.argv[2:]))"
+# It records one step too: a run that records nothing exits 3.
+ECHO_ARGS = ("import pathlib, sys, profiler\nwith profiler.step('echo'):\n"
+             "    pathlib.Path(sys.argv[1]).write_text(' '.join(sys.argv[2:]))")
 
 
 @pytest.mark.parametrize("separator", [["--"], []], ids=["after --", "no --"])

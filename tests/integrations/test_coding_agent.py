@@ -24,8 +24,6 @@ pytestmark = pytest.mark.slow
 CLAUDE_CODE = AgentCase("claude-code", "fake_claude_code.py", tool_runs=0)
 
 
-@pytest.mark.xfail(strict=True, reason="the OTLP receiver of sessionprof run (and Claude Code's telemetry "
-                                       "variables) is not on main yet: 0 model calls")
 def test_run_bills_each_claude_code_request(stub: StubModelServer, tmp_path: Path) -> None:
     # `claude` on PATH is the stand-in, as the recipe in docs/integrations.md runs it.
     bin_dir = tmp_path / "bin"

@@ -42,7 +42,6 @@ def _listening_endpoint(serve: subprocess.Popen[str]) -> str:
     return found.group(1)
 
 
-@pytest.mark.xfail(strict=True, reason="sessionprof serve is not on main yet (No such command 'serve')")
 def test_serve_bills_an_agent_started_elsewhere(stub: StubModelServer, tmp_path: Path) -> None:
     serve_env = agent_env(stub, "serve")
     with subprocess.Popen([sessionprof(), "serve", "--port", "0", "--gpu", "none", "--no-html", "-f", "json",

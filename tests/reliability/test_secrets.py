@@ -157,6 +157,7 @@ def test_run_json_keeps_the_command_without_its_key(tmp_path: Path, monkeypatch:
 
 def test_sessionprof_run_masks_the_command_it_records(tmp_path: Path) -> None:
     result = invoke("run", "--run-dir", str(tmp_path / "run"), "--gpu", "none", "--no-report", "--",
-                    sys.executable, "-c", "pass", "--api-key", API_KEY)
+                    sys.executable, "-c", "import profiler\nwith profiler.step('work'):\n    pass", "--api-key",
+                    API_KEY)
     assert result.exit_code == 0, result.stderr
     assert API_KEY not in (tmp_path / "run" / "run.json").read_text()

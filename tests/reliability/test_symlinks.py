@@ -18,6 +18,8 @@ from tests.cli.helpers import agent_session, invoke, write_trace
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX links and modes")
 BASHRC = "# the user's shell setup\nexport PATH=$HOME/bin:$PATH\n"
+#: One step, so that the run is not empty (an empty run exits 3 and writes no report).
+ONE_STEP = "import profiler\nwith profiler.step('work'):\n    pass"
 
 
 @pytest.fixture
@@ -132,7 +134,7 @@ def test_report_output_to_a_device_is_written_directly(tmp_path: Path) -> None:
 
 def test_the_run_html_report_is_private(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = invoke("run", "--run-dir", str(run_dir), "--gpu", "none", "--", sys.executable, "-c", "pass")
+    result = invoke("run", "--run-dir", str(run_dir), "--gpu", "none", "--", sys.executable, "-c", ONE_STEP)
     assert result.exit_code == 0, result.stderr
     assert _mode(run_dir / "report.html") == 0o600  # before: 0644
 
@@ -142,7 +144,7 @@ def test_the_run_html_report_is_never_written_through_a_link(tmp_path: Path, vic
     run_dir.mkdir(mode=0o700)
     (run_dir / "run.json").write_text("{}")
     (run_dir / "report.html").symlink_to(victim)
-    result = invoke("run", "--run-dir", str(run_dir), "--gpu", "none", "--", sys.executable, "-c", "pass")
+    result = invoke("run", "--run-dir", str(run_dir), "--gpu", "none", "--", sys.executable, "-c", ONE_STEP)
     assert result.exit_code == 0, result.stderr
     assert victim.read_text() == BASHRC  # before: overwritten with HTML
     assert f"could not write {run_dir / 'report.html'}: is a symbolic link" in result.stderr

@@ -151,14 +151,15 @@ def test_cli_report_writes_each_new_format(fmt: str, tmp_path: Path) -> None:
 
 def test_cli_run_writes_report_html_beside_the_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
+    agent = "import profiler\nwith profiler.step('work'):\n    pass"
     result = CliRunner().invoke(app, ["run", "--run-dir", str(run_dir), "--gpu", "none", "-f", "json", "--",
-                                      sys.executable, "-c", "pass"])
+                                      sys.executable, "-c", agent])
     assert result.exit_code == 0, result.output
     page = run_dir / "report.html"
     assert page.is_file() and page.read_text().startswith("<!DOCTYPE html>")
     assert f"HTML report: {page}" in result.output
     skipped = CliRunner().invoke(app, ["run", "--run-dir", str(tmp_path / "quiet"), "--gpu", "none", "--no-html",
-                                       "--", sys.executable, "-c", "pass"])
+                                       "--", sys.executable, "-c", agent])
     assert skipped.exit_code == 0, skipped.output
     assert not (tmp_path / "quiet" / "report.html").exists()
 
