@@ -69,15 +69,6 @@ def _general_json_reader() -> AbstractContextManager[None]:
     return _patched(otlp_typed, "batch_of_line", lambda data: None)  # the typed decoder declines every line
 
 
-@contextmanager
-def _text_span_ids() -> Iterator[None]:
-    from profiler.attribution import tree
-    from profiler.traces import load
-
-    with _patched(tree, "hex_span_ids", lambda ids: None), _patched(load, "hex_span_ids", lambda ids: None):
-        yield  # ids compared as text, as any other tool's are
-
-
 def _default_read_buffer() -> AbstractContextManager[None]:
     from profiler.traces.readers import framing
 
@@ -109,11 +100,6 @@ STAGE_TECHNIQUES: dict[str, tuple[str, str, str, Side, Side]] = {
                         "render", _collector_paused, _collector_running),
     "typed-reader": ("OTLP lines decoded by msgspec into typed records", "json.loads and the general OTLP reader",
                      "load", nullcontext, _general_json_reader),
-    "numeric-ids-load": ("OTLP span ids compared as 64-bit numbers (duplicate check)",
-                         "span ids compared as text (pandas hashing)", "load", nullcontext, _text_span_ids),
-    "numeric-ids-attribute": ("OTLP span ids compared as 64-bit numbers (parent lookup)",
-                              "span ids compared as text (pandas hashing)", "attribute", nullcontext,
-                              _text_span_ids),
     "read-buffer": ("trace file read 1 MB at a time", "io's default 8 kB buffer", "load", nullcontext,
                     _default_read_buffer),
     "constant-runs": ("report columns constant over a chunk spliced in once per row",
@@ -179,24 +165,6 @@ def _stage_child(name: str, path: Path, repeat: int) -> dict[str, Any]:
     return {"what": [what, plain_what, stage], **_alternate((under(technique), under(plain)), repeat)}
 
 
-def _hex_ids_by_fromhex(ids: Any) -> Any:
-    """The plain version of `span_ids.hex_span_ids`: bytes.fromhex reads the digits."""
-    import numpy as np
-
-    n = len(ids)
-    try:
-        text = " ".join(ids)
-        encoded = text.encode("ascii")
-    except (TypeError, UnicodeEncodeError):
-        return None
-    if len(encoded) != 17 * n - 1:
-        return None
-    grid = np.frombuffer(encoded + b" ", dtype=np.uint8).reshape(n, 17)
-    if (grid[:, 16] != ord(" ")).any() or encoded.translate(None, b"0123456789abcdef "):
-        return None
-    return np.frombuffer(bytes.fromhex(text), dtype=">u8").astype(np.uint64)
-
-
 def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], Callable[[], Any]]]:
     """name -> (technique, plain version, the technique's call, the plain call)."""
     import numpy as np
@@ -206,11 +174,9 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
     from profiler.arrays import unique_sorted
     from profiler.attribution.engine import _price_calls
     from profiler.pricing import api
-    from profiler.traces.span_ids import hex_span_ids
 
     run = profiler.load(path)
     spans = run.spans
-    ids = spans["span_id"].to_numpy(dtype=object)
     edges = np.concatenate([spans["start_ns"].to_numpy(), spans["end_ns"].to_numpy()])
     calls = spans[spans["kind"] == "chat"].head(5_000).assign(bills_usage=True)
     kinds = profiler.attribute(run).steps["kind"]
@@ -242,8 +208,6 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
         return [int(np.count_nonzero(values == kind)) for kind in ("execute_tool", "session", "unattributed")]
 
     return {
-        "hex-ids": ("span ids' hex read through a 256-entry nibble table", "bytes.fromhex + np.frombuffer",
-                    lambda: hex_span_ids(ids), lambda: _hex_ids_by_fromhex(ids)),
         "unique-sorted": ("distinct span edges by sorting (`unique_sorted`)", "np.unique",
                           lambda: unique_sorted(edges), lambda: np.unique(edges)),
         "api-prices": ("API prices from linear Decimal coefficients, a batch in integers (5,000 calls)",
@@ -312,7 +276,7 @@ def _row(result: dict[str, Any]) -> str:
             f"{cpu_t:.3f} ({min(technique):.3f}-{max(technique):.3f}) | {cpu_p / cpu_t:.2f} | {user_p / user_t:.2f} |")
 
 
-FUNCTIONS = ("hex-ids", "unique-sorted", "api-prices", "tracer-lookup", "kinds-count")
+FUNCTIONS = ("unique-sorted", "api-prices", "tracer-lookup", "kinds-count")
 
 
 def main() -> None:
