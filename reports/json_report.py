@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from profiler.attribution.ledger import Ledger, _json_tree, _json_value
-from profiler.gc_pause import gc_paused
 
 _CHUNK = 20_000  # rows made into Python values at a time: each column's cost is paid once a chunk
 _PIECE = 128  # rows encoded into one piece (about 200 kB), not a chunk's 30 MB held as bytes, text and output
@@ -59,11 +58,10 @@ def json_byte_parts(ledger: Ledger, *, by: str = "step", top: int | None = None)
         yield (before + "[]" + after + "\n").encode()
         return
     yield (before + "[\n    ").encode()
-    with gc_paused():
-        for count, chunk in enumerate(_step_chunks(steps)):
-            if count:
-                yield b",\n    "
-            yield chunk
+    for count, chunk in enumerate(_step_chunks(steps)):
+        if count:
+            yield b",\n    "
+        yield chunk
     yield ("\n  ]" + after + "\n").encode()
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -167,6 +168,29 @@ def test_a_span_id_repeated_in_another_trace_is_another_span() -> None:
     kept = _dedupe(spans)
     lengths = kept["end_ns"] - kept["start_ns"]
     assert sorted(zip(kept["trace_id"], lengths, strict=True)) == [("A", 2 * 10**9), ("B", 10**9)]
+
+
+def test_the_cyclic_collector_is_paused_while_a_file_is_read(tmp_path: Path) -> None:
+    path = write_spans(tmp_path, otlp_document([otlp_span("00000000000000aa", start=0, end=2)]))
+    collecting_during = []
+    load(path, progress=lambda done, total: collecting_during.append(gc.isenabled()))
+    assert collecting_during and not any(collecting_during)
+    assert gc.isenabled()
+
+
+def test_the_collector_is_left_as_it_was_after_a_failed_read_or_a_caller_s_own_pause(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n")
+    with pytest.raises(TraceFormatError):
+        load(broken)
+    assert gc.isenabled()
+    good = write_spans(tmp_path, otlp_document([otlp_span("00000000000000aa", start=0, end=2)]))
+    gc.disable()
+    try:
+        load(good)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_cut_short_last_line_of_spans_is_skipped_with_a_warning(tmp_path: Path) -> None:
