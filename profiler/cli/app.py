@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 import typer
 
-from profiler.cli.huge_pages import skip_numpy_huge_page_advice
 from profiler.errors import ProfilerError
 
 app = typer.Typer(
@@ -51,7 +50,6 @@ Until = Annotated[str | None, typer.Option("--until", help="Only steps that star
 def _main(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="sessionprof: %(message)s")
-    skip_numpy_huge_page_advice()  # see profiler/huge_pages.py: big reads fault in memory faster
 
 
 @contextmanager
