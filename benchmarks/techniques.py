@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import io
 import json
 import os
 import platform
@@ -69,12 +68,6 @@ def _general_json_reader() -> AbstractContextManager[None]:
     return _patched(otlp_typed, "batch_of_line", lambda data: None)  # the typed decoder declines every line
 
 
-def _default_read_buffer() -> AbstractContextManager[None]:
-    from profiler.traces.readers import framing
-
-    return _patched(framing, "_READ_BUFFER_BYTES", io.DEFAULT_BUFFER_SIZE)  # 8 kB
-
-
 def _every_field_per_row() -> AbstractContextManager[None]:
     import msgspec
 
@@ -100,8 +93,6 @@ STAGE_TECHNIQUES: dict[str, tuple[str, str, str, Side, Side]] = {
                         "render", _collector_paused, _collector_running),
     "typed-reader": ("OTLP lines decoded by msgspec into typed records", "json.loads and the general OTLP reader",
                      "load", nullcontext, _general_json_reader),
-    "read-buffer": ("trace file read 1 MB at a time", "io's default 8 kB buffer", "load", nullcontext,
-                    _default_read_buffer),
     "constant-runs": ("report columns constant over a chunk spliced in once per row",
                       "every field encoded in every row", "render", nullcontext, _every_field_per_row),
 }

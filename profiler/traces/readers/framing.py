@@ -25,9 +25,6 @@ _decoder = json.JSONDecoder()
 #: Lines a fast decoder may decline, before it has taken any, until it is no longer tried.
 _FAST_TRIES = 8
 _loads = json.loads
-#: Bytes read from the file at a time. A JSON Lines trace's lines run to hundreds of kB; splitting
-#: them out of io's default 8 kB reads costs about four times the CPU time.
-_READ_BUFFER_BYTES = 1 << 20
 #: After a CR that no LF follows: where such a file's lines end.
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
 
@@ -44,7 +41,7 @@ def _open_bytes(path: Path) -> tuple[IO[bytes], IO[bytes]]:
     """Return (byte stream, decompressed where the file is gzip; raw file, whose position is the
     bytes read from disk). Closing the byte stream closes the file."""
     try:
-        raw = path.open("rb", buffering=_READ_BUFFER_BYTES)
+        raw = path.open("rb")
     except OSError as err:
         raise TraceFormatError(f"{path}: cannot open ({err.strerror or err})") from None
     magic = raw.read(2)
