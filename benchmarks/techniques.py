@@ -163,6 +163,7 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
     import profiler
     from instrumentation import _tracer
     from profiler.arrays import unique_sorted
+    from profiler.attribution import tree
     from profiler.attribution.engine import _price_calls
     from profiler.pricing import api
 
@@ -172,9 +173,13 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
     calls = spans[spans["kind"] == "chat"].head(5_000).assign(bills_usage=True)
     kinds = profiler.attribute(run).steps["kind"]
 
-    def price_per_call() -> None:
+    def price_per_call(linear: bool) -> Callable[[], None]:
+        return lambda: price_each(linear)
+
+    def price_each(linear: bool) -> None:
         pricer = api.ApiPricer()
-        pricer._fast = lambda key, start_ns: None  # genai-prices' calc_price for every distinct call
+        if not linear:
+            pricer._fast = lambda key, start_ns: None  # genai-prices' calc_price for every distinct call
         for row in calls.itertuples():
             pricer.price(model=row.model, provider=row.provider, input_tokens=row.input_tokens,
                          output_tokens=row.output_tokens, cache_read_tokens=row.cache_read_tokens,
@@ -195,6 +200,10 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
                     step()
         return calls_
 
+    def keyed_parents() -> None:
+        with _patched(tree, "_rows_of_unique_ids", lambda span_ids, parent_ids: None):
+            tree.parent_positions(spans)
+
     def count_kinds(values: Any) -> list[int]:
         return [int(np.count_nonzero(values == kind)) for kind in ("execute_tool", "session", "unattributed")]
 
@@ -203,7 +212,13 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
                           lambda: unique_sorted(edges), lambda: np.unique(edges)),
         "api-prices": ("API prices from linear Decimal coefficients, a batch in integers (5,000 calls)",
                        "genai-prices' calc_price per call", lambda: _price_calls(calls, api.ApiPricer()),
-                       price_per_call),
+                       price_per_call(linear=False)),
+        "api-price-one-call": ("`ApiPricer.price`: one call from linear Decimal coefficients (5,000 calls)",
+                               "genai-prices' calc_price per call", price_per_call(linear=True),
+                               price_per_call(linear=False)),
+        "parent-lookup": ("parents found by span id alone, then the trace checked",
+                          "trace:span keys in a dict", lambda: tree.parent_positions(spans),
+                          keyed_parents),
         "tracer-lookup": ("no-provider check on OTel's module attribute (200,000 decorated calls, no session)",
                           "trace.get_tracer_provider() and isinstance per call",
                           decorated_calls(None), decorated_calls(plain_fallback)),
@@ -267,7 +282,7 @@ def _row(result: dict[str, Any]) -> str:
             f"{cpu_t:.3f} ({min(technique):.3f}-{max(technique):.3f}) | {cpu_p / cpu_t:.2f} | {user_p / user_t:.2f} |")
 
 
-FUNCTIONS = ("unique-sorted", "api-prices", "tracer-lookup", "kinds-count")
+FUNCTIONS = ("unique-sorted", "api-prices", "api-price-one-call", "parent-lookup", "tracer-lookup", "kinds-count")
 
 
 def main() -> None:
