@@ -7,7 +7,7 @@ For each GPU count: the sampler's own CPU time (`time.thread_time()` inside its 
 `SamplerStats.thread_cpu_s` records it) as a share of one core, in all and per GPU, and the effect on
 a busy agent: a CPU-bound Python loop timed with and without the sampler running, in alternating
 rounds of the same run (so drift hits both alike). The target is <= 1% of one core per GPU at 10 Hz
-(nvml-notes (b)).
+(docs/gpus.md#what-it-costs).
 
 The simulated library answers in microseconds; a real driver's calls take longer (tens to hundreds
 of microseconds, up to 50-100 ms for process lists), so on real GPUs the NVML share is larger and

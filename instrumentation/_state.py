@@ -7,14 +7,14 @@ Nothing here builds a tracer or touches a file; `_tracer` does that.
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Protocol
 
 from opentelemetry import context as otel_context
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from instrumentation.run_dir import ENV_SESSION_ID, ENV_TRACEPARENT
+from instrumentation.run_dir import ENV_PARENT_PID, ENV_RUN_DIR, ENV_SESSION_ID, ENV_TRACEPARENT
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -68,6 +68,9 @@ def join_ambient_run() -> None:
     ambient_session_id = os.environ.get(ENV_SESSION_ID) or None
     traceparent = os.environ.get(ENV_TRACEPARENT)
     if traceparent:
+        # Imported here: only a child process of a run needs it, and it is not free to import.
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
         ambient_parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent})
 
 
@@ -101,3 +104,34 @@ def _place(error: BaseException) -> str:
 
 
 counters = _Counters()
+logger = logging.getLogger(__name__)
+_lost_runs: set[str] = set()
+
+
+def owned_elsewhere(run_dir: Path) -> bool:
+    """Whether another process (`sessionprof run`, or the session that started this one) owns the
+    run in `run_dir` and will report on it."""
+    ambient = os.environ.get(ENV_RUN_DIR)
+    if not ambient or os.environ.get(ENV_PARENT_PID) == str(os.getpid()):
+        return False
+    return os.path.abspath(ambient) == os.path.abspath(run_dir)
+
+
+def claim_loss_warning(run_dir: Path) -> bool:
+    """True the first time it is asked for `run_dir` in this process: whoever gets it says the run is lost."""
+    key = os.path.abspath(run_dir)
+    if key in _lost_runs:
+        return False
+    _lost_runs.add(key)
+    return True
+
+
+def warn_run_lost(run_dir: Path, message: str) -> None:
+    """Warn, once per run directory in this process, that its records are being lost; where another
+    process owns the run, leave the warning to it."""
+    if not claim_loss_warning(run_dir):
+        return
+    if owned_elsewhere(run_dir):
+        logger.debug("sessionprof: %s", message)
+    else:
+        logger.warning("sessionprof: %s", message)

@@ -10,6 +10,7 @@ exception from the profiler itself ever reaches the caller.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -19,6 +20,7 @@ from typing import Any, TypeVar, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from instrumentation import _state, _tracer, semconv
@@ -74,7 +76,7 @@ def _begin(tracer: trace.Tracer, spec: _Spec) -> tuple[trace.Span | None, object
         if _state.ambient_parent is not None and not trace.get_current_span().get_span_context().is_valid:
             parent = _state.ambient_parent  # a root step of a child process: under its session's span
         span = tracer.start_span(spec.span_name, context=parent, kind=spec.span_kind, attributes=spec.attributes)
-        return span, otel_context.attach(trace.set_span_in_context(span))
+        return span, otel_context.attach(_context_of(span, spec))
     except Exception:  # noqa: BLE001
         counters.note()
         logger.debug("sessionprof: could not start a span", exc_info=True)
@@ -102,10 +104,13 @@ def _finish(span: trace.Span | None, token: object, spec: _Spec, result: Any, er
             capture, redact = capture_enabled()
             if capture:
                 span.set_attributes(content_attributes(spec.operation, call[0], call[1], call[2], result, redact))
-        span.end()
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a response we cannot read still ends its span, with what was read
         counters.note()
-        logger.debug("sessionprof: could not end a span", exc_info=True)
+    finally:
+        try:
+            span.end()
+        except Exception:  # noqa: BLE001
+            counters.note()
 
 
 def _apply_usage(span: trace.Span, spec: _Spec, usage: Usage) -> None:
@@ -116,11 +121,20 @@ def _apply_usage(span: trace.Span, spec: _Spec, usage: Usage) -> None:
         span.update_name(f"chat {usage.model}")
 
 
-def _attach(span: trace.Span | None) -> object:
+def _context_of(span: trace.Span, spec: _Spec) -> otel_context.Context:
+    context = trace.set_span_in_context(span)
+    if spec.reads_usage:
+        # We own this model call's span: instrumentors that honour OTel's suppression key (the
+        # official, OpenInference and OpenLLMetry ones) then emit no second span, and no second bill.
+        context = otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, context)
+    return context
+
+
+def _attach(span: trace.Span | None, spec: _Spec) -> object:
     if span is None:
         return None
     try:
-        return otel_context.attach(trace.set_span_in_context(span))
+        return otel_context.attach(_context_of(span, spec))
     except Exception:  # noqa: BLE001
         counters.note()
         return None
@@ -194,7 +208,7 @@ def _wrap_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]:
         to_throw: BaseException | None = None
         try:
             while True:
-                token = _attach(span)
+                token = _attach(span, spec)
                 try:
                     if to_throw is not None:
                         error, to_throw = to_throw, None
@@ -234,7 +248,7 @@ def _wrap_async_gen(func: Callable[..., Any], spec: _Spec) -> Callable[..., Any]
         to_throw: BaseException | None = None
         try:
             while True:
-                token = _attach(span)
+                token = _attach(span, spec)
                 try:
                     if to_throw is not None:
                         error, to_throw = to_throw, None
@@ -286,12 +300,18 @@ class StepScope:
             _record(self._span, response, counts)
 
 
+#: The entries of step objects open in this context, innermost last: (step, span, token). A context
+#: variable, not a list on the step, so one step object entered by two asyncio tasks or threads at
+#: once keeps each entry's span and context token apart (each task and thread has its own context).
+_open_entries: contextvars.ContextVar[tuple[tuple[_Step, trace.Span | None, object], ...]] = \
+    contextvars.ContextVar("sessionprof_open_steps", default=())
+
+
 class _Step:
     """A configured decorator that is also a (sync and async) context manager."""
 
     def __init__(self, spec: _Spec) -> None:
         self._spec = spec
-        self._open: list[tuple[trace.Span | None, object]] = []
 
     def __call__(self, func: F) -> F:
         if not callable(func):
@@ -301,12 +321,22 @@ class _Step:
     def __enter__(self) -> StepScope:
         tracer = _tracer.tracer()
         span, token = _begin(tracer, self._spec) if tracer is not None else (None, None)
-        self._open.append((span, token))
+        _open_entries.set((*_open_entries.get(), (self, span, token)))
         return StepScope(span)
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        span, token = self._open.pop() if self._open else (None, None)
+        span, token = self._take_entry()
         _finish(span, token, self._spec, None, exc)
+
+    def _take_entry(self) -> tuple[trace.Span | None, object]:
+        """Remove and return this step's innermost entry open in this context."""
+        entries = _open_entries.get()
+        for position in range(len(entries) - 1, -1, -1):
+            step, span, token = entries[position]
+            if step is self:
+                _open_entries.set(entries[:position] + entries[position + 1:])
+                return span, token
+        return None, None  # exited in another context than it was entered in: nothing to end here
 
     async def __aenter__(self) -> StepScope:
         return self.__enter__()

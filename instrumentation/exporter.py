@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from instrumentation import _state, forksafe
 from instrumentation.otlp_json import encode_traces_data
 from instrumentation.run_dir import SPANS_FILE, create_run_dir
+from instrumentation.safe_files import FileRemovedError, LineAppender
 
 logger = logging.getLogger(__name__)
 
@@ -22,39 +24,65 @@ class RunDirExporter(SpanExporter):
     """Writes OTLP JSON Lines that Jaeger, otel-tui and the Collector read back.
 
     Each batch is one line written with a single `write(2)` on an `O_APPEND` descriptor, so several
-    processes (an agent and the children it starts) can share one file without mixing lines, and a
-    kill leaves at most one partial last line, which readers skip.
+    processes (an agent and the children it starts) can share one file without mixing lines. A kill
+    leaves at most one partial last line, which readers skip; a failed write (a full disk) is cut
+    back, so the file still ends at a line boundary. The file is never opened through a link.
     """
 
     def __init__(self, run_dir: str | Path) -> None:
         """Prepare to write `<run_dir>/spans.jsonl`; the file is opened on the first export."""
         self.path = Path(run_dir) / SPANS_FILE
-        self._fd = -1
-        self._lock = threading.Lock()
+        self._file = LineAppender(self.path)
+        self._dir_ready = False
+        self._warned: set[str] = set()
         self.exported_spans = 0
         self.failed_spans = 0
+        forksafe.register(self._file)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Append one line for the batch. Never raises: a failure is logged, counted and returned."""
+        """Append one line for the batch. Never raises: a failure is counted, and warned of once per kind."""
         if not spans:
             return SpanExportResult.SUCCESS
         try:
-            document = encode_traces_data(spans, process_pid=os.getpid())
-            line = json.dumps(document, separators=(",", ":"), default=str) + "\n"
-            data = line.encode("utf-8", errors="replace")
-            with self._lock:
-                if self._fd < 0:
-                    create_run_dir(self.path.parent)
-                    self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view):]
+            self.append_document(encode_traces_data(spans, process_pid=os.getpid()))
         except Exception as err:  # noqa: BLE001 - an exporter must never raise into the pipeline
             self.failed_spans += len(spans)
-            logger.warning("sessionprof: could not write %d span(s) to %s: %s", len(spans), self.path, err)
+            self._warn_once(err)
             return SpanExportResult.FAILURE
         self.exported_spans += len(spans)
         return SpanExportResult.SUCCESS
+
+    def append_document(self, document: Mapping[str, Any]) -> None:
+        """Append one OTLP JSON `TracesData` document as one line, whole or not at all.
+
+        The OTLP receiver writes what it receives through here too, so a run has one writer format
+        and one append discipline. Safe to call from several threads.
+
+        Raises:
+            OSError: the file could not be opened or written (`FileRemovedError` when it was deleted).
+            TypeError, ValueError: the document is not JSON-encodable.
+        """
+        line = json.dumps(document, separators=(",", ":"), default=str) + "\n"
+        if not self._dir_ready:
+            create_run_dir(self.path.parent)
+            self._dir_ready = True
+        self._file.append(line.encode("utf-8", errors="replace"))
+
+    def _warn_once(self, err: Exception) -> None:
+        """One warning per kind of failure: a full disk fails every batch, and says so once."""
+        kind = type(err).__name__ + str(getattr(err, "errno", ""))
+        if kind in self._warned:
+            return
+        self._warned.add(kind)
+        if isinstance(err, FileRemovedError) or (isinstance(err, FileNotFoundError) and not self.path.parent.exists()):
+            _state.warn_run_lost(self.path.parent, f"the run directory {self.path.parent} was deleted while the "
+                                 "run was recording; its records are lost")
+        elif isinstance(err, OSError):
+            logger.warning("sessionprof: could not write spans to %s (%s); lost spans are counted in run.json",
+                           self.path, err.strerror or err)
+        else:
+            logger.warning("sessionprof: could not encode spans for %s (%s); lost spans are counted in run.json",
+                           self.path, type(err).__name__)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """Lines go straight to the file: nothing to flush."""
@@ -62,7 +90,4 @@ class RunDirExporter(SpanExporter):
 
     def shutdown(self) -> None:
         """Close the file. Idempotent."""
-        with self._lock:
-            if self._fd >= 0:
-                os.close(self._fd)
-                self._fd = -1
+        self._file.close()

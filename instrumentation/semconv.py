@@ -27,6 +27,16 @@ SERVER_ADDRESS = "server.address"
 ERROR_TYPE = "error.type"
 PROCESS_PID = "process.pid"  # OTel resource semantic conventions: the process a span ran in
 
+#: Where instrumentations put the session a span belongs to, ours first: a span (or its resource)
+#: with any of these keeps it, and the processor stamps the active session only on spans with none.
+#: Traceloop's association properties are free-form: besides `session_id`, its LangChain and
+#: LangGraph integrations pass on the conversation, thread or chat id the framework was given.
+SESSION_KEYS = (CONVERSATION_ID, "session.id", "langfuse.session.id", "gen_ai.session.id",
+                "gen_ai.agent.session_id", "traceloop.association.properties.session_id",
+                "traceloop.association.properties.conversation_id", "traceloop.association.properties.thread_id",
+                "traceloop.association.properties.chat_id", "ai.telemetry.metadata.sessionId", "claude.session.id",
+                "github.copilot.interaction_id")
+
 OP_CHAT = "chat"
 OP_EXECUTE_TOOL = "execute_tool"
 OP_INVOKE_AGENT = "invoke_agent"
@@ -38,6 +48,8 @@ SESSION_NAME = "sessionprof.session.name"
 SESSION_ROOT = "sessionprof.session.root"
 STAND_IN_MODEL = "sessionprof.model.stand_in"
 STEP_KIND = "sessionprof.step.kind"
+#: The event a span was made from, when it came as something other than a span (an OTLP log event).
+SOURCE_EVENT = "sessionprof.source.event"
 
 #: The OTel setting that opts in to recording prompts, completions and tool arguments.
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"

@@ -15,8 +15,18 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from instrumentation import forksafe
+
 _installed = False
 _lock = threading.Lock()
+
+
+def _new_lock() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent's thread may have held the old one at the fork
+
+
+forksafe.at_fork_in_child(_new_lock)
 
 
 def install() -> None:

@@ -9,6 +9,9 @@
         agent_loop()
     print(run.report())
 
+`profiler.instrument()` records every span of the process (installed OpenTelemetry instrumentors
+and SDKs included) without a session; `sessionprof run -- python agent.py` does it with no code.
+
 Importing `profiler` and using its decorators loads OpenTelemetry only; the names that need pandas
 (`load`, `attribute`, `Ledger`, ...) are imported on first use.
 """
@@ -23,6 +26,7 @@ from instrumentation import agent, llm, record_usage, step, tool
 from profiler.errors import ConfigError, GpuReadError, GpuUnavailableError, ProfilerError, TraceFormatError
 
 if TYPE_CHECKING:
+    from instrumentation.auto import Capture, instrument
     from profiler.attribution.engine import attribute
     from profiler.attribution.ledger import Ledger
     from profiler.capture.session import Session, session
@@ -34,6 +38,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 #: Public names handed on lazily, and the module each lives in.
 _LAZY = {
+    "Capture": "instrumentation.auto",
+    "instrument": "instrumentation.auto",
     "attribute": "profiler.attribution.engine",
     "Ledger": "profiler.attribution.ledger",
     "session": "profiler.capture.session",
@@ -44,9 +50,9 @@ _LAZY = {
     "load": "profiler.traces.load",
 }
 
-__all__ = ["ConfigError", "GpuReadError", "GpuUnavailableError", "Ledger", "Prices", "ProfilerError", "Run",
-           "Session", "TraceFormatError", "agent", "attribute", "llm", "load", "load_prices", "record_usage",
-           "session", "step", "tool"]
+__all__ = ["Capture", "ConfigError", "GpuReadError", "GpuUnavailableError", "Ledger", "Prices", "ProfilerError",
+           "Run", "Session", "TraceFormatError", "agent", "attribute", "instrument", "llm", "load", "load_prices",
+           "record_usage", "session", "step", "tool"]
 
 
 def __getattr__(name: str) -> Any:

@@ -21,3 +21,7 @@ class TraceFormatError(ProfilerError):
 
 class ConfigError(ProfilerError, ValueError):
     """A bad price, factor or option given by flag, environment or config file."""
+
+
+class ReceiverError(ProfilerError):
+    """The OTLP receiver cannot listen where it was asked to (the port is taken, the address is not ours)."""

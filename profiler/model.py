@@ -93,7 +93,7 @@ UNATTRIBUTED_KIND = "unattributed"
 
 TOKEN_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 
-#: Operation names whose usage is a bill of their own (see genai-attributes.md).
+#: Operation names whose usage is a bill of their own (docs/dialects.md#usage-is-counted-on-inference-spans).
 INFERENCE_KINDS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 
 

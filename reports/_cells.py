@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from profiler.analysis.insights import missing_cache_counts
 from profiler.attribution.ledger import Ledger
 
 NOT_MEASURED = "—"
@@ -51,6 +52,8 @@ def step_label(row: pd.Series) -> str:
     name = str(row["name"])
     if row["status"] == "error":
         name += f" [error: {row['error_type'] or 'error'}]"
+    if isinstance(row.get("duplicate_of"), str):
+        name += " (duplicate: counted once)"
     return name
 
 
@@ -97,6 +100,11 @@ def notes(ledger: Ledger) -> list[str]:
     if checks.get("unpriced_calls"):
         lines.append(f"unpriced: {checks['unpriced_calls']} model call(s) of {', '.join(checks['unpriced_models'])} "
                      "(not in genai-prices; totals exclude them)")
+    if checks.get("duplicate_calls"):
+        lines.append(f"duplicates: {checks['duplicate_calls']} model call(s) were described twice (the SDK's own "
+                     "span and an instrumentor's, say); each counted once, the other span kept at $0 "
+                     "(duplicate_of names the span that counts)")
+    lines.extend(_cache_note(ledger))
     if checks.get("estimated_energy_steps"):
         lines.append(f"estimated: energy of {checks['estimated_energy_steps']} step(s) shorter than two sensor "
                      "updates, or integrated from power")
@@ -111,6 +119,20 @@ def notes(ledger: Ledger) -> list[str]:
     lines.extend(_policy_notes(ledger.run))
     lines.extend(f"warning: {w}" for w in checks.get("warnings", []))
     return lines
+
+
+def _cache_note(ledger: Ledger) -> list[str]:
+    """Name the calls that reported no cache counts, and how far their dollars may be too high."""
+    gap = missing_cache_counts(ledger)
+    if not gap.calls:
+        return []
+    names = ", ".join(f"{name} x{count}" for name, count in list(gap.by_name.items())[:3])
+    more = f" and {len(gap.by_name) - 3} more" if len(gap.by_name) > 3 else ""
+    share = f" ({gap.share_of_api_cost:.0%} of the API $)" if gap.share_of_api_cost is not None else ""
+    return [f"cache counts missing: {gap.calls} model call(s) ({names}{more}) reported no cache-read or cache-write "
+            f"tokens though their model has a cheaper cache price (some instrumentors leave them out); their "
+            f"{usd(gap.api_cost_usd)} may be overstated by up to {usd(gap.overstated_max_usd)}{share}, the "
+            "difference were all their input read from the cache"]
 
 
 def _readings_note(readings: dict[str, Any]) -> str:

@@ -15,8 +15,9 @@ from rich.text import Text
 from profiler.analysis.diff import Diff
 from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, usd
+from reports.registry import DIFF_FORMATS
 
-FORMATS = ("table", "markdown", "json")
+FORMATS = DIFF_FORMATS
 MAX_ROWS = 200
 _HEADER = ("Step", "Status", "Δ tokens", "Δ total $", "Δ GPU J", "Δ GiB·s", "Δ wall s", "A total $",
            "B total $")
@@ -46,7 +47,8 @@ def render_diff(diff: Diff, format: str = "table", *, rows: pd.DataFrame | None 
     if format != "table":
         raise ValueError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
     stream = io.StringIO()
-    console = Console(file=stream, width=width or 150, no_color=True, highlight=False, soft_wrap=False)
+    # markup=False: brackets in a name are text, not a style (see reports/table.py)
+    console = Console(file=stream, markup=False, width=width or 150, no_color=True, highlight=False, soft_wrap=False)
     console.print(Text(f"A: {diff.a.get('source')}\nB: {diff.b.get('source')}", style="bold"))
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")
     for name in _HEADER:

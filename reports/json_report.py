@@ -1,4 +1,4 @@
-"""JSON: one object `{"run", "totals", "steps", "checks"}` (schema in the README).
+"""JSON: one object `{"run", "totals", "steps", "checks"}` (schema in docs/run-directory.md).
 
 The document is indented, except that each step is one line: the same JSON as
 `Ledger.to_json()`. A chunk of rows at a time, its columns become Python values a column at a

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, number, tokens, usd
+from reports.registry import SESSIONS_FORMATS
 
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = SESSIONS_FORMATS
 _HEADER = ("Session", "Start (UTC)", "Wall s", "Steps", "Model calls", "Tools", "Errors", "In tok", "Out tok",
            "API $", "GPU J", "Total $", "Models")
 
@@ -36,7 +37,8 @@ def render_sessions(sessions: pd.DataFrame, format: str = "table", *, source: st
     if format != "table":
         raise ValueError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
     stream = io.StringIO()
-    console = Console(file=stream, width=width or 200, no_color=True, highlight=False, soft_wrap=False)
+    # markup=False: brackets in a name are text, not a style (see reports/table.py)
+    console = Console(file=stream, markup=False, width=width or 200, no_color=True, highlight=False, soft_wrap=False)
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold",
                   title=f"{len(sessions)} session(s) in {source}", title_justify="left")
     for name in _HEADER:

@@ -33,8 +33,9 @@ def render_table(ledger: Ledger, *, by: str = "step", top: int | None = None, wi
                  color: bool = False) -> str:
     """Render the ledger as a terminal table (a tree of steps unless `by` or `top` is given)."""
     stream = io.StringIO()
-    console = Console(file=stream, width=width or 150, no_color=not color, color_system="auto" if color else None,
-                      highlight=False, soft_wrap=False)
+    # markup=False: a step named "x [error: E]" or "[draft] y" is text to print, not a style to apply
+    console = Console(file=stream, markup=False, width=width or 150, no_color=not color,
+                      color_system="auto" if color else None, highlight=False, soft_wrap=False)
     console.print(_title(ledger))
     if by != "step":
         console.print(_group_table(ledger, by, top))

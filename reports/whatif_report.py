@@ -13,8 +13,9 @@ from rich.text import Text
 from profiler.analysis.whatif import WhatIf
 from profiler.attribution.ledger import _json_tree
 from reports._cells import NOT_MEASURED, missing, number, tokens, usd
+from reports.registry import WHATIF_FORMATS
 
-FORMATS = ("table", "markdown", "json")
+FORMATS = WHATIF_FORMATS
 _LABELS = {"api_cost_usd": "API $", "gpu_cost_usd": "GPU $", "energy_cost_usd": "Energy $",
            "total_cost_usd": "Total $", "co2_g": "CO2 g"}
 
@@ -50,7 +51,8 @@ def render_whatif(result: WhatIf, format: str = "table", *, width: int | None = 
     if format != "table":
         raise ValueError(f"unknown format {format!r} (choose from {', '.join(FORMATS)})")
     stream = io.StringIO()
-    console = Console(file=stream, width=width or 130, no_color=True, highlight=False, soft_wrap=False)
+    # markup=False: brackets in a name are text, not a style (see reports/table.py)
+    console = Console(file=stream, markup=False, width=width or 130, no_color=True, highlight=False, soft_wrap=False)
     console.print(Text(f"What if: {_title(result)}", style="bold"))
     console.print(Text(f"run: {result.original.run.get('source')} (read only, not modified)"))
     table = Table(show_edge=False, pad_edge=False, box=None, header_style="bold")

@@ -90,14 +90,14 @@ def chat(
     remote: bool = False,
     **rest: Any,
 ) -> dict[str, Any]:
-    """An inference span with usage."""
+    """An inference span with usage (named `chat <model>` unless `name` is given)."""
     return span(
         span_id,
         parent,
         start=start,
         end=end,
         kind="chat",
-        name=f"chat {model}",
+        name=rest.pop("name", f"chat {model}"),
         model=model,
         provider=provider,
         input_tokens=input_tokens,

@@ -206,6 +206,59 @@ def break_even(ledger: Ledger, pricer: ApiPricer | None = None) -> BreakEven:
                      unpriced_models=sorted(set(missing)))
 
 
+@dataclass
+class MissingCacheCounts:
+    """Model calls that reported no prompt-cache counts although their model has a cache price.
+
+    Some instrumentors leave the cache out (the official OpenAI instrumentor before it read
+    `cached_tokens`, OpenInference on the Agents SDK's chat-completions path), so their input is
+    priced as if none of it came from the cache.
+    """
+
+    calls: int
+    span_ids: list[str]
+    by_name: dict[str, int]
+    """How many of these calls each span name has (`chat gpt-4o`: 4)."""
+    api_cost_usd: float | None
+    """What those calls were priced at, every input token at the full input price."""
+    overstated_max_usd: float | None
+    """The most those dollars can be too high: their price minus what they would cost had all their
+    input been read from the cache (input price minus cache-read price, times the input tokens)."""
+    share_of_api_cost: float | None
+    """`overstated_max_usd` over the run's API dollars."""
+
+
+def missing_cache_counts(ledger: Ledger, pricer: ApiPricer | None = None) -> MissingCacheCounts:
+    """Name the priced calls that reported neither cache reads nor cache writes, where their model
+    has a cache-read price below its input price, and bound how far their dollars may be too high."""
+    steps = ledger.steps
+    if "cache_tokens_reported" not in steps:
+        return MissingCacheCounts(0, [], {}, None, None, None)
+    silent = steps[steps["bills_usage"].astype(bool) & ~steps["cache_tokens_reported"].astype(bool)
+                   & (steps["api_cost_source"] == "computed:genai-prices") & (steps["self_input_tokens"] > 0)]
+    if silent.empty:
+        return MissingCacheCounts(0, [], {}, None, None, None)
+    inp = silent["self_input_tokens"].to_numpy(dtype=float)
+    cached, _, _ = (pricer or ApiPricer()).price_many(
+        model=silent["model"].to_numpy(dtype=object), provider=silent["provider"].to_numpy(dtype=object),
+        input_tokens=inp, output_tokens=silent["self_output_tokens"].to_numpy(dtype=float),
+        cache_read_tokens=inp, cache_write_tokens=np.zeros(len(silent)),
+        start_ns=silent["start_ns"].to_numpy(dtype=np.int64), reported_cost_usd=np.full(len(silent), np.nan))
+    priced = silent["self_api_cost_usd"].to_numpy(dtype=float)
+    gap = priced - cached
+    cacheable = np.isfinite(gap) & (gap > 0)  # a model without a cheaper cache price is priced right
+    if not cacheable.any():
+        return MissingCacheCounts(0, [], {}, None, None, None)
+    named = silent[cacheable]
+    overstated = float(gap[cacheable].sum())
+    total = ledger.totals.get("api_cost_usd")
+    return MissingCacheCounts(
+        calls=len(named), span_ids=[str(s) for s in named["span_id"]],
+        by_name={str(k): int(v) for k, v in named["name"].value_counts(sort=False).items()},
+        api_cost_usd=float(priced[cacheable].sum()), overstated_max_usd=overstated,
+        share_of_api_cost=_ratio(overstated, total))
+
+
 def estimated_steps(ledger: Ledger) -> pd.DataFrame:
     """The rows whose energy is an estimate (shorter than two sensor updates, or integrated power)."""
     steps = ledger.steps

@@ -1,5 +1,5 @@
 """The attribution engine: charge every measured joule, GiB*s, GPU-second, token and dollar of a run
-to the step that caused it (DESIGN.md, "Attribution: the rules").
+to the step that caused it (docs/attribution.md).
 
 Each GPU's timeline is cut at every span boundary. In each slice the quantity is split among the
 active leaves (the innermost open steps) by the policy; a slice with no open step goes to the
@@ -9,13 +9,14 @@ Because every quantity is a cumulative curve, the slices telescope and the parts
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from profiler.arrays import unique_sorted
-from profiler.attribution.billing import mark_billable
+from profiler.attribution.billing import decide_billing
+from profiler.attribution.choices import POLICIES, Policy
 from profiler.attribution.ledger import Ledger, build_ledger
 from profiler.attribution.memory_shares import MemoryShares, memory_shares, pid_memory_by_gpu, resolve_pids
 from profiler.attribution.tree import depths, leaf_ranges, parent_positions, session_tree
@@ -25,8 +26,6 @@ from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, TOKEN_COLUMNS, Run, con
 from profiler.pricing.api import ApiPricer
 from profiler.pricing.prices import Prices
 
-Policy = Literal["equal", "tokens", "memory"]
-POLICIES: tuple[str, ...] = ("equal", "tokens", "memory")
 #: The slow readings summarised per GPU in `Ledger.totals["gpus"]`.
 SLOW_READINGS = ("sm_clock_mhz", "mem_clock_mhz", "temp_c")
 
@@ -52,7 +51,11 @@ def attribute(run: Run, *, policy: Policy = "equal", prices: Prices | None = Non
     prices = prices or Prices()
     spans = conform(run.spans, SPAN_COLUMNS)  # a new frame: setting a column leaves run.spans alone
     span_parent = parent_positions(spans)
-    spans["bills_usage"] = mark_billable(spans, span_parent) if len(spans) else pd.Series(dtype=bool)
+    if len(spans):
+        billing = decide_billing(spans, span_parent)
+        spans["bills_usage"], spans["duplicate_of"] = billing.bills, billing.duplicate_of
+    else:
+        spans["bills_usage"], spans["duplicate_of"] = pd.Series(dtype=bool), pd.Series(dtype=object)
     steps, parent = session_tree(spans, span_parent) if len(spans) else (spans, span_parent)
     depth = depths(parent)
 
@@ -216,11 +219,16 @@ def _check(measured: float, attributed: float) -> dict[str, float]:
 
 
 def _price_calls(steps: pd.DataFrame, pricer: ApiPricer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """API cost, source and detail per step row: NaN, None and "" where the row bills nothing."""
+    """API cost, source and detail per step row: NaN, None and "" where the row bills nothing, and
+    0 with source `duplicate` where the row describes a call that another row bills."""
     n = len(steps)
     cost = np.full(n, np.nan)
     source = np.full(n, None, dtype=object)
     detail = np.full(n, "", dtype=object)
+    if "duplicate_of" in steps:  # a second description of a call counted on another span: $0, said why
+        kept = steps["duplicate_of"].to_numpy(dtype=object)
+        for pos in np.flatnonzero(pd.notna(kept)):
+            cost[pos], source[pos], detail[pos] = 0.0, "duplicate", f"same call as span {kept[pos]}, counted there"
     billing = np.flatnonzero(steps["bills_usage"].to_numpy(dtype=bool)) if n else np.zeros(0, dtype=np.int64)
     if not len(billing):
         return cost, source, detail

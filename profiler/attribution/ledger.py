@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from instrumentation import semconv
+from profiler.attribution.choices import GROUP_KEYS
 from profiler.attribution.peaks import peak_column
 from profiler.attribution.tree import subtree_sums_of
 from profiler.energy.sensor_checks import add_checks, energy_uncertainty
@@ -26,7 +27,6 @@ KWH_PER_J = 1.0 / 3.6e6
 COST_COLUMNS = ("api_cost_usd", "gpu_cost_usd", "energy_cost_usd", "total_cost_usd")
 #: Columns that have a `self_` twin (what the step received itself, children excluded).
 INCLUSIVE_COLUMNS = ("wall_s", *QUANTITIES, *TOKEN_COLUMNS, *COST_COLUMNS, "co2_g", "unpriced_calls")
-GROUP_KEYS = ("step", "tool", "model", "session", "kind")
 
 
 @dataclass
@@ -35,7 +35,9 @@ class Ledger:
 
     steps: pd.DataFrame
     """One row per step, one `session` row per session (its overhead) and one `unattributed` row.
-    Columns are inclusive (the step and everything under it) with `self_` twins."""
+    Columns are inclusive (the step and everything under it) with `self_` twins. A model-call span
+    that describes a call another span bills names that span in `duplicate_of` and bills nothing;
+    `cache_tokens_reported` says whether a billed call reported a cache-read or cache-write count."""
     totals: dict[str, Any]
     """Whole-run figures; each measured quantity equals its device total."""
     checks: dict[str, Any]
@@ -171,6 +173,9 @@ def build_ledger(
     derived["api_cost_source"] = _text_column(*pd.factorize(np.append(api_source, None)))
     derived["api_price_detail"] = _text_column(*pd.factorize(np.append(api_detail, "")))
     derived["tokens_source"] = _text_column(np.where(bills, 0, 1), ["provider-reported", None])
+    # Whether a call said anything of its prompt cache: NaN (not reported) is not 0 read from it.
+    cache_reported = ~np.isnan(tokens["cache_read_tokens"]) | ~np.isnan(tokens["cache_write_tokens"])
+    derived["cache_tokens_reported"] = np.append(cache_reported & bills[:n], False)
     derived["energy_source"] = _text_column(np.where(unsampled, 0, 1), [
         "none: outside the GPU sampling window",
         "; ".join(sources.get("energy_j", [])) or "none: no GPU samples"])
@@ -230,6 +235,10 @@ def _identity_columns(steps: pd.DataFrame, run: Run) -> dict[str, Any]:
             ident[name] = _object_column(np.append(steps[name].to_numpy(dtype=object), _objects([last])))
     ident["tool_name"] = _object_column(np.append(tool_name, None))
     ident["error_type"] = _object_column(np.append(_attribute_values(attributes, "error.type"), None))
+    duplicate_of = steps["duplicate_of"].to_numpy(dtype=object, copy=True) if "duplicate_of" in steps else np.full(
+        len(steps), None, dtype=object)
+    duplicate_of[pd.isna(duplicate_of)] = None  # the session rows the tree added
+    ident["duplicate_of"] = _object_column(np.append(duplicate_of, None))
     return ident
 
 
@@ -284,7 +293,7 @@ def _estimated(wall_s: np.ndarray, energy_j: np.ndarray, coverage: np.ndarray,
 
 def _order_columns(columns: dict[str, Any]) -> dict[str, Any]:
     first = ["span_id", "parent_span_id", "trace_id", "session_id", "name", "kind", "status", "depth", "start_ns",
-             "end_ns", "model", "provider", "tool_name", "remote", "error_type"]
+             "end_ns", "model", "provider", "tool_name", "remote", "error_type", "duplicate_of"]
     paired = [c for name in INCLUSIVE_COLUMNS for c in (name, f"self_{name}")]
     rest = [c for c in columns if c not in first and c not in paired]
     return {name: columns[name] for name in first + paired + rest}
@@ -347,6 +356,7 @@ def _checks(steps: pd.DataFrame, conservation: dict[str, Any], run: Run) -> dict
         "conservation": conservation,
         "unpriced_models": sorted(set(unpriced)),
         "unpriced_calls": int(len(unpriced)),
+        "duplicate_calls": int(steps["duplicate_of"].notna().sum()),
         "estimated_energy_steps": int(steps["energy_estimated"].sum()),
         "incomplete_run": run.meta.get("status") not in (None, "complete"),
         "dropped": run.meta.get("dropped", {}),

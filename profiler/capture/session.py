@@ -1,11 +1,13 @@
-"""`profiler.session()`: open a session, sample the GPUs, record every step, give back the result."""
+"""`profiler.session()`: open a session, sample the GPUs, record every step and every span made
+inside it (instrumentors' and SDKs' included), give back the result."""
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
+import signal
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -17,27 +19,36 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
-from instrumentation import _state, _tracer, content, semconv, threads
+from instrumentation import _state, _tracer, capture, content, forksafe, semconv, termination, threads
 from instrumentation._state import counters
 from instrumentation.run_dir import (
     ENV_RUN_DIR,
     ENV_SAMPLER,
+    SAMPLES_FILE,
     create_run_dir,
-    read_meta,
     resolve_run_dir,
-    write_meta,
+    update_meta,
+    with_losses,
 )
+from profiler.capture.argv import mask_command
 from profiler.errors import GpuUnavailableError
 from profiler.gpu.backend import GpuBackend
-from profiler.gpu.host import host_info
-from profiler.gpu.sampler import GpuSampler, process_tree
-from profiler.gpu.samples_file import SAMPLES_FILE
+from profiler.gpu.host import host_info, process_tree
+from profiler.gpu.sampler import GpuSampler
 from profiler.gpu.select import select_backend
 from profiler.pricing.prices import Prices, load_prices
 
 logger = logging.getLogger(__name__)
 _notice_lock = threading.Lock()
 _notified = False
+
+
+def _new_notice_lock() -> None:
+    global _notice_lock
+    _notice_lock = threading.Lock()  # a parent's thread may have held the old one at the fork
+
+
+forksafe.at_fork_in_child(_new_notice_lock)
 
 
 def _notice(message: str) -> None:
@@ -72,6 +83,11 @@ class Session:
         self._started_ns = 0
         self._ledger: Any = None
         self.closed = False
+        self.recording = True
+        """False when no run directory could be written: the session then records nothing."""
+        self.not_recorded_reason: str | None = None
+        self._owner_pid = os.getpid()
+        self._meta_warned = False
 
     @property
     def tracer(self) -> trace.Tracer:
@@ -80,13 +96,19 @@ class Session:
 
     # --- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Session:
-        """Start sampling and tracing; the body's steps become this session's."""
-        create_run_dir(self.path)
+        """Start sampling and tracing; the body's steps become this session's.
+
+        Never fails for want of a place to write: an unwritable run directory (a read-only file
+        system, a refused link) is one warning and a fallback directory, or nothing recorded.
+        """
+        self._owner_pid = os.getpid()
         self._started_ns = time.time_ns()
-        self._internal_errors_at_start = counters.internal_errors
+        if not self._prepare_run_dir():
+            return self
+        self.recorder = _tracer.recorder_for(str(self.path), self.name)
         if os.environ.get(ENV_SAMPLER, "").lower() != "off":
             self._start_sampler()
-        self.recorder = _tracer.recorder_for(str(self.path), self.name)
+        self._capture_everything()
         threads.install()
         content.env_opt_in()  # pick up the content-capture setting as it is now
         try:
@@ -103,6 +125,35 @@ class Session:
         self._tokens.append(_state.enter_session(self))
         self._publish_environment()
         return self
+
+    def _prepare_run_dir(self) -> bool:
+        """Create the run directory, else a private one under the temporary folder (named in a
+        warning), else record nothing. Returns whether the session records."""
+        try:
+            create_run_dir(self.path)
+            return True
+        except OSError as err:
+            reason = _reason(err)
+        try:
+            fallback = Path(tempfile.mkdtemp(prefix=f"sessionprof-{self.path.name}-"))
+        except OSError as err:
+            self.recording = False
+            self.not_recorded_reason = f"cannot write {self.path} ({reason}) nor a temporary folder ({_reason(err)})"
+            logger.warning("sessionprof: %s; this session records nothing", self.not_recorded_reason)
+            return False
+        logger.warning("sessionprof: cannot write the run directory %s (%s); recording to %s instead",
+                       self.path, reason, fallback)
+        self.path = fallback
+        return True
+
+    def _capture_everything(self) -> None:
+        """Let the spans of instrumentors and SDKs in this session reach its run directory too."""
+        try:
+            if capture.install() == "unattached":
+                print("sessionprof: the program's tracer provider takes no span processor: only the "
+                      "session's own steps are recorded", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - tracing trouble must not stop the agent
+            counters.note()
 
     def _publish_environment(self) -> None:
         """Let child processes (subprocess, multiprocessing spawn) record into this run, unless an
@@ -129,7 +180,8 @@ class Session:
             self._close(exc)
         except Exception:  # noqa: BLE001
             counters.note()
-            logger.warning("sessionprof: could not close the session cleanly", exc_info=True)
+            logger.warning("sessionprof: could not close the session cleanly (%s); counted in run.json",
+                           counters.last_error)
 
     async def __aenter__(self) -> Session:
         """Async form of `__enter__`."""
@@ -148,17 +200,27 @@ class Session:
         if not self.sampler.gpus:
             if self.gpu == "nvml":
                 raise GpuUnavailableError(self.sampler.unavailable_reason or "no GPU")
-            _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
+            if self.gpu != "none":  # asked for no GPU: nothing to tell
+                _notice(f"no GPU data ({self.sampler.unavailable_reason}); recording a CPU-only run")
         self._write_meta("running")
+        termination.on_death_by_signal(self._on_death)
+
+    def _on_death(self, signum: int) -> None:
+        """SIGTERM is ending the process: say so in run.json (spans were flushed just before)."""
+        self._write_meta("killed", signum=signum)
 
     def _close(self, exc: BaseException | None) -> None:
-        if self.closed:
+        if self.closed or not self.recording:
             return
         self.closed = True
+        # A child forked inside the session may leave it too: its spans are flushed, but the
+        # session's span, sampler and run.json stay the parent's to end.
+        forked_child = os.getpid() != self._owner_pid
+        termination.forget_death_hook(self._on_death)
         self._restore_environment()
         if self._tokens:
             _state.exit_session(self._tokens.pop())
-        if self._span is not None:
+        if self._span is not None and not forked_child:
             if exc is not None:
                 self._span.set_status(Status(StatusCode.ERROR, type(exc).__qualname__))
                 self._span.set_attribute(semconv.ERROR_TYPE, type(exc).__qualname__)
@@ -169,48 +231,71 @@ class Session:
             except Exception:  # noqa: BLE001
                 counters.note()
         self.recorder.flush()
-        if self.sampler is not None:
+        capture.flush()
+        if self.sampler is not None and not forked_child:
             self.sampler.stop()
             self._write_meta("complete")
 
-    def _write_meta(self, status: str) -> None:
+    def _write_meta(self, status: str, signum: int | None = None) -> None:
+        """Merge this session into run.json (under its lock, so no other writer's update is lost).
+        A run.json that cannot be written is one warning; the agent goes on."""
+        fields = self._meta_fields(status, signum)
+        sampler, pid = self.sampler, os.getpid()
+        losses = {**self.recorder.losses(), "sample_read_errors": sampler.stats.read_errors if sampler else 0,
+                  "samples_failed_write": sampler.stats.samples_failed_write if sampler else 0}
+        entry = {"id": self.session_id, "name": self.name}
+
+        def merge(previous: dict[str, Any]) -> dict[str, Any]:
+            sessions = [s for s in previous.get("sessions", []) if isinstance(s, dict)]
+            if not any(s.get("id") == self.session_id for s in sessions):
+                sessions.append(entry)
+            started = previous.get("started_ns", self._started_ns)
+            return with_losses({**previous, **fields, "started_ns": started, "sessions": sessions}, pid, losses)
+
+        try:
+            update_meta(self.path, merge)
+        except OSError as err:
+            if not self.path.is_dir():
+                _state.warn_run_lost(self.path, f"the run directory {self.path} was deleted while the session "
+                                     "ran; its records are lost")
+            elif not self._meta_warned:
+                self._meta_warned = True
+                logger.warning("sessionprof: cannot write %s (%s); the run's metadata is missing",
+                               self.path / "run.json", _reason(err))
+
+    def _meta_fields(self, status: str, signum: int | None) -> dict[str, Any]:
         sampler = self.sampler
-        previous = read_meta(self.path)
         prices = self.prices or load_prices()
-        processor = self.recorder.processor if hasattr(self, "recorder") else None
-        meta = {
+        fields: dict[str, Any] = {
             "run_id": self.path.name,
             "status": status,
-            "started_ns": previous.get("started_ns", self._started_ns),
-            "ended_ns": time.time_ns() if status == "complete" else None,
+            "ended_ns": time.time_ns() if status != "running" else None,
             "host": host_info(),
-            "command": sys.argv,
+            "command": mask_command(sys.argv),
             **(sampler.describe() if sampler else {"gpu_backend": None, "gpu_unavailable_reason": None,
                                                     "gpus": [], "clock": None, "sampler": None}),
             "prices": prices.to_json(),
-            "dropped": {
-                "spans": processor.dropped_spans if processor else 0,
-                "spans_failed_export": processor.failed_exports if processor else 0,
-                "profiler_internal_errors": counters.internal_errors - self._internal_errors_at_start,
-                "profiler_last_internal_error": counters.last_error
-                if counters.internal_errors > self._internal_errors_at_start else None,
-                "sample_read_errors": sampler.stats.read_errors if sampler else 0,
-            },
-            "sessions": [*previous.get("sessions", []), {"id": self.session_id, "name": self.name}]
-            if status == "running" else previous.get("sessions", []),
         }
-        write_meta(self.path, meta)
+        if signum is not None:
+            fields.update(signal=signal.Signals(signum).name, signal_number=signum, exit_code=128 + signum)
+        return fields
 
     # --- results --------------------------------------------------------------------------------
     @property
     def ledger(self) -> Any:
-        """The attributed ledger of this session's run directory (computed on first use)."""
+        """The attributed ledger of this session's run directory (computed on first use); an empty
+        one, with a warning that says why, when the session could record nothing."""
         if self._ledger is None:
             from profiler.attribution.engine import attribute
             from profiler.traces.load import load
 
-            self.recorder.flush()
-            self._ledger = attribute(load(self.path), prices=self.prices or load_prices(),
+            if self.recording:
+                self.recorder.flush()
+                capture.flush()
+                run = load(self.path)
+            else:
+                run = _empty_run(self.path, f"nothing was recorded: {self.not_recorded_reason}")
+            self._ledger = attribute(run, prices=self.prices or load_prices(),
                                      policy=self.policy)  # type: ignore[arg-type]
         return self._ledger
 
@@ -219,6 +304,18 @@ class Session:
         from reports import render
 
         return render(self.ledger, format, **options)
+
+
+def _reason(err: OSError) -> str:
+    """An OS error as a short reason: `Read-only file system`, or our own message."""
+    return err.strerror or str(err)
+
+
+def _empty_run(path: Path, warning: str) -> Any:
+    from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS, Run, empty_frame
+
+    return Run(spans=empty_frame(SPAN_COLUMNS), samples=empty_frame(SAMPLE_COLUMNS), meta={}, source=path,
+               warnings=[warning])
 
 
 def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: str | GpuBackend = "auto",
@@ -246,5 +343,3 @@ def session(name: str | None = None, *, run_dir: str | Path | None = None, gpu: 
     """
     return Session(name, run_dir, gpu, sample_interval_s, prices, policy, capture_content, redact)
 
-
-atexit.register(_tracer.shutdown_all)

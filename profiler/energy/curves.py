@@ -1,6 +1,6 @@
 """Energy over time from NVML readings: how each counter update's joules are spread over its period,
-and power integrated where there is no counter (nvml-notes (a), "Integrating energy over a span",
-steps 4-5).
+and power integrated where there is no counter (docs/gpus.md: "Energy between updates", "Integrating
+power without a counter").
 
 `counter_curve` interpolates the counter between its update instants, located from the reads
 (`profiler.energy.update_grid`), distributing each period's joules with the instant-power readings as
@@ -21,12 +21,12 @@ import numpy as np
 from profiler.energy.update_grid import UpdateGrid, locate_updates
 
 #: The part of each update period that the instant-power reading averages, at the period's end:
-#: A100/H100 sample 25 ms of every 100 ms (nvml-notes (b)); the reading stands T/8 before its update.
+#: A100/H100 sample 25 ms of every 100 ms (docs/gpus.md#instant-power); it stands T/8 before its update.
 INSTANT_WINDOW = 0.25
-#: NVML's update period on datacenter parts, assumed where it cannot be measured (nvml-notes (a)).
+#: NVML's update period on datacenter parts, assumed where it cannot be measured (docs/gpus.md#the-energy-counter).
 DEFAULT_UPDATE_PERIOD_S = 0.1
 #: The window of `nvmlDeviceGetPowerUsage` from Ampere on (GA100 excepted): a trailing 1 s average
-#: (nvml-notes pitfall 1). The notes' "shift it by ~1 s" is how far back it reaches; a trailing
+#: (docs/gpus.md#the-1-s-average). It reaches 1 s back from its update; a trailing
 #: boxcar's delay is half its window, so a reading belongs 0.5 s before its update (plus the
 #: update's own lag behind the read), where its window's centre is.
 AVERAGE_WINDOW_S = 1.0
@@ -86,7 +86,7 @@ def _same_grid(grid: UpdateGrid, a: int, b: int) -> bool:
 def _step_within(t0: float, e0: float, t1: float, e1: float, p_start: float, p_end: float,
                  p_after: float = math.nan, window: float = 0.0) -> tuple[float, float] | None:
     """Where power stepped between two located updates, keeping the joules published between them
-    (nvml-notes (a) step 4: power for shape, the counter for the total).
+    (docs/gpus.md#energy-between-updates: power for shape, the counter for the total).
 
     The mean power `p` between the updates lies between the power read at the first (`p_start`) and
     at the second (`p_end`) when one step explains it: `p_start` for a fraction g of the time, then
@@ -124,7 +124,7 @@ def _step_within(t0: float, e0: float, t1: float, e1: float, p_start: float, p_e
 def power_curve(t: np.ndarray, power: np.ndarray, *, instant: bool = False,
                 average_s: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
     """Knots of the cumulative energy curve integrated from power readings, for devices without a
-    counter (nvml-notes (a) step 5).
+    counter (docs/gpus.md#integrating-power-without-a-counter).
 
     Args:
         t: read times in seconds, increasing.

@@ -1,6 +1,6 @@
 """Knowing the sensor: the energy counter's startup check, what each GPU's power reading is, the idle
-baseline, the power-versus-counter cross-check and each step's energy uncertainty (nvml-notes (a)
-probe steps 3 and 8, integration steps 3, 5, 6 and 7; pitfalls 1, 3, 8).
+baseline, the power-versus-counter cross-check and each step's energy uncertainty (docs/gpus.md:
+"The counter's startup check", "Power against the counter", "The idle baseline", "Accuracy and uncertainty").
 
 `profiler.gpu.counter_probe` calls `judge_counter` on its burst of reads at the start of sampling;
 `profiler.energy.timeline` calls `idle_power` and `power_vs_counter` while it builds each GPU's curves, from
@@ -37,17 +37,17 @@ CHECK_WINDOW_S = 10.0
 CHECK_MIN_S = 2.0
 #: A disagreement larger than this (as a fraction of the counter's joules) is warned about.
 CHECK_TOLERANCE = 0.10
-#: The board-to-board gain error of the power sensor (nvml-notes (b): about +-5%), added to the
+#: The gain error of the power sensor (docs/gpus.md#accuracy-and-uncertainty: about +-5%), added to the
 #: uncertainty of energy integrated from power, which has no counter to anchor it.
 POWER_GAIN_ERROR = 0.05
-#: The startup check's tolerance between the counter and power (nvml-notes (a) probe step 3: within
-#: about 30%). Wider than `CHECK_TOLERANCE`: its second holds only ~10 updates of a sensor that sees
+#: The startup check's tolerance between the counter and power (docs/gpus.md#the-counters-startup-check:
+#: within 30%). Wider than `CHECK_TOLERANCE`: its second holds only ~10 updates of a sensor that sees
 #: 25 ms of each 100 ms, where the run's check has 10 s windows.
 PROBE_TOLERANCE = 0.30
 #: The fewest counter updates (each paired with the power read with it) the startup check weighs
 #: against power: fewer hold too little of a duty-cycled sensor's view to judge by.
 PROBE_MIN_UPDATES = 4
-#: NVML's slowest telemetry refresh (the driver polls at most every 1000 ms, nvml-notes (b)): a
+#: NVML's slowest telemetry refresh (the driver polls at most every 1000 ms, docs/gpus.md#the-counters-startup-check): a
 #: counter that does not change for longer than this is stuck.
 MAX_UPDATE_PERIOD_S = 1.0
 #: Startup verdicts under which the counter's joules are not used: energy is integrated from power.
@@ -74,7 +74,7 @@ def idle_power(t_ns: np.ndarray, power_w: np.ndarray, energy_j: np.ndarray, util
         (watts, method): `IDLE_PERCENTILE` of the power in samples at or under `IDLE_UTIL_PCT`
         utilization (`idle-utilization`), else in samples outside every step
         (`outside-steps`), else `FALLBACK_PERCENTILE` of all samples (`low-percentile`). A low
-        percentile, never the minimum (nvml-notes pitfall 8).
+        percentile, never the minimum (docs/gpus.md#the-idle-baseline).
     """
     power = np.asarray(power_w, dtype=np.float64)
     if not np.isfinite(power).any():
@@ -247,7 +247,7 @@ def power_vs_counter(t_s: np.ndarray, counter: tuple[np.ndarray, np.ndarray],
         `{"checked": False, "reason": ...}` for a run under `CHECK_MIN_S`; else the overall
         `ratio` (power / counter), the `window_s`, `windows`, `min_ratio`, `max_ratio`, the
         `worst_window_s` [start, end] (seconds from the first sample) and `agree` (every window
-        within `CHECK_TOLERANCE`). Zeus saw a 1.7x gap at idle (nvml-notes (b)).
+        within `CHECK_TOLERANCE`). Zeus saw a 1.7x gap at idle (docs/gpus.md#power-against-the-counter).
     """
     start, end = float(t_s[0]), float(t_s[-1])
     duration = end - start

@@ -1,5 +1,5 @@
-"""Where an NVML counter's updates happened, from reads that saw it change or not (nvml-notes (a),
-"Integrating energy over a span", steps 1-3).
+"""Where an NVML counter's updates happened, from reads that saw it change or not
+(docs/gpus.md#the-update-grid).
 
 NVML's energy counter and instant power change once per update period T (about 100 ms). A read
 returns the value of the last update, so the first read that shows a new value is late by up to

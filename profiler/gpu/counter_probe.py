@@ -1,5 +1,5 @@
 """The energy counter's startup check: about a second of fast reads that times the counter's updates
-and weighs its joules against power (nvml-notes (a), startup probe steps 3 and 8).
+and weighs its joules against power (docs/gpus.md#the-counters-startup-check).
 
 `NvmlBackend.open()` asks each device every question once and times each call, but whether its
 counter can be trusted takes longer to learn: the counter changes about every 100 ms, and a fair

@@ -38,3 +38,28 @@ def pid_namespace() -> str | None:
 def pid_exists(pid: int) -> bool:
     """Whether this PID namespace has a process `pid` (from /proc)."""
     return os.path.exists(f"/proc/{pid}")
+
+
+def process_tree(root_pid: int) -> frozenset[int]:
+    """`root_pid` and all its descendants, from /proc (just the root where /proc is absent)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return frozenset({root_pid})
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = {root_pid}, [root_pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return frozenset(found)

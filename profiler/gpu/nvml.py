@@ -445,7 +445,7 @@ class NvmlBackend:
         if memory is None:
             memory = attempt("memory_v1", nvml.nvmlDeviceGetMemoryInfo, handle)
         # The process list goes through the unversioned wrapper, which picks the current (v3) symbol
-        # and raises NVMLLibraryMismatchError when the driver lacks it (pitfall: R535 struct change).
+        # and raises NVMLLibraryMismatchError when the driver lacks it (docs/gpus.md#the-bindings-and-their-errors).
         procs = attempt("processes", nvml.nvmlDeviceGetComputeRunningProcesses, handle)
         util = attempt("utilization", nvml.nvmlDeviceGetUtilizationRates, handle)
         mig = attempt("mig_mode", nvml.nvmlDeviceGetMigMode, handle)

@@ -13,19 +13,22 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from instrumentation import _state, forksafe
+from instrumentation.safe_files import FileRemovedError
 from profiler.errors import GpuReadError, GpuUnavailableError
 from profiler.gpu.backend import GpuBackend, GpuInfo
 from profiler.gpu.counter_probe import PROBE_S, CounterProbe
+from profiler.gpu.sampler_stats import SamplerStats
 from profiler.gpu.samples_file import SamplesWriter
 from profiler.model import format_pid_memory
 
 logger = logging.getLogger(__name__)
 THREAD_NAME = "sessionprof-gpu-sampler"
-_MEM_USED_FIELD = 4  # position of mem_used_bytes in a sample row (SAMPLE_COLUMNS order)
+_POWER_FIELD = 3  # positions of power_w and mem_used_bytes in a sample row (SAMPLE_COLUMNS order)
+_MEM_USED_FIELD = 4
 MIN_INTERVAL_S = 0.02
 #: Tick phases step by this fraction of the interval: the golden ratio, the most evenly spread.
 _GOLDEN = (5**0.5 - 1) / 2.0
@@ -54,41 +57,6 @@ def tick_offset(k: int, interval_s: float) -> float:
     sweep = k % (2 * _SWEEP_TICKS)
     slide = (sweep if sweep < _SWEEP_TICKS else 2 * _SWEEP_TICKS - sweep) / _SWEEP_TICKS
     return (k + slide + (k * _GOLDEN) % 1.0) * interval_s
-
-
-@dataclass
-class SamplerStats:
-    """What the sampler did, recorded in run.json."""
-
-    ticks: int = 0
-    samples: int = 0
-    read_errors: int = 0
-    lost_gpus: list[str] = field(default_factory=list)
-    thread_cpu_s: float = 0.0
-    """CPU time the sampler thread used, in seconds (its cost to the host)."""
-    wall_s: float = 0.0
-    last_error: str | None = None
-    slow_ticks: int = 0
-    """Ticks that also read the slow fields (utilization, process lists)."""
-    slow_tick_max_s: float = 0.0
-    slow_tick_total_s: float = 0.0
-    """Wall time of the slow ticks, longest and summed."""
-    slow_every: int = 0
-    """Ticks between slow reads as the run ended (more than configured after slow ticks)."""
-    slow_every_max: int = 0
-    slow_backoffs: int = 0
-    """How often a slow tick over `SLOW_TICK_BUDGET_S` made the slow reads rarer."""
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the stats with the derived CPU share of one core."""
-        share = self.thread_cpu_s / self.wall_s if self.wall_s > 0 else None
-        return {"ticks": self.ticks, "samples": self.samples, "read_errors": self.read_errors,
-                "lost_gpus": self.lost_gpus, "thread_cpu_s": self.thread_cpu_s, "wall_s": self.wall_s,
-                "cpu_share_of_one_core": share, "last_error": self.last_error, "slow_ticks": self.slow_ticks,
-                "slow_tick_max_s": self.slow_tick_max_s,
-                "slow_tick_mean_s": self.slow_tick_total_s / self.slow_ticks if self.slow_ticks else None,
-                "slow_every": self.slow_every, "slow_every_max": self.slow_every_max,
-                "slow_backoffs": self.slow_backoffs}
 
 
 class Clock:
@@ -168,10 +136,15 @@ class GpuSampler:
         self.memory: list[tuple[Any, ...]] = []
         self.first_rows: dict[str, tuple[Any, ...]] = {}
         """The first reading of each device: the memory baseline taken before the agent's work."""
+        self.latest_rows: dict[str, tuple[Any, ...]] = {}
+        """The latest reading of each device (for the live status line), by GPU uuid."""
         probe_default = PROBE_S if getattr(backend, "probe_counter", False) else 0.0
         self.counter_probe_s = probe_default if counter_probe_s is None else counter_probe_s
         self._probe: CounterProbe | None = None
         self._visibility: dict[int, dict[str, int]] | None = None  # kept from the backend at stop
+        self._write_failed = False  # the samples file could not be opened: count rows, keep none
+        self._forked = False
+        forksafe.register(self)
 
     def start(self) -> list[GpuInfo]:
         """Probe the devices, take a first reading and start the thread. Never raises for a missing GPU:
@@ -188,7 +161,7 @@ class GpuSampler:
             self.unavailable_reason = self.unavailable_reason or "no GPU found"
             return []
         if self.samples_path is not None:
-            self._writer = SamplesWriter(self.samples_path)
+            self._open_writer(self.samples_path)
         self._started_mono = time.monotonic()
         self.tick(slow=True)
         if self.counter_probe_s > 0:
@@ -222,7 +195,7 @@ class GpuSampler:
     def _adapt(self, elapsed_s: float) -> None:
         """Account for one slow tick and set how many ticks apart they come.
 
-        Process lists and per-process queries can take 50-100 ms a call (nvml-notes pitfall 14), and a
+        Process lists and per-process queries can take 50-100 ms a call (docs/gpus.md#slow-fields-and-backoff), and a
         slow tick delays that tick's fast readings. A slow tick over `slow_budget_s` doubles the ticks
         until the next (up to `MAX_SLOW_PERIOD_S` apart); one under a quarter of the budget halves
         them again, down to the configured `slow_every`.
@@ -239,8 +212,27 @@ class GpuSampler:
             stats.slow_every = max(self.slow_every, stats.slow_every // 2)
         stats.slow_every_max = max(stats.slow_every_max, stats.slow_every)
 
+    def _open_writer(self, path: Path) -> None:
+        try:
+            self._writer = SamplesWriter(path)
+        except OSError as err:
+            self._write_failed = True
+            self._note_write_error(err, 0)
+
+    def after_fork_in_child(self) -> None:
+        """In a forked child: fresh locks, and no thread (it stayed with the parent) to stop or tick for."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._forked = True
+
     def stop(self, timeout_s: float = 2.0) -> SamplerStats:
         """Stop the thread, take a last reading (so the run's end is bracketed) and close. Idempotent."""
+        if self._forked:  # the parent's sampler: its last reading and its backend are the parent's
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            return self.stats
         thread, self._thread = self._thread, None
         if thread is not None:
             self._stop.set()
@@ -257,6 +249,10 @@ class GpuSampler:
         except Exception:  # noqa: BLE001
             logger.debug("backend close failed", exc_info=True)
         return self.stats
+
+    def latest_readings(self) -> list[tuple[float | None, float | None]]:
+        """Each device's latest power (W) and memory in use (bytes); None where not read."""
+        return [(row[_POWER_FIELD], row[_MEM_USED_FIELD]) for row in list(self.latest_rows.values())]
 
     def describe(self) -> dict[str, Any]:
         """The sampler's part of run.json: backend, devices (with the memory baseline each started
@@ -363,13 +359,17 @@ class GpuSampler:
         self.stats.samples += len(rows)
         for row in rows:
             self.first_rows.setdefault(row[1], row)
+            self.latest_rows[row[1]] = row
+        if self._write_failed:
+            self._note_write_error(None, len(rows))
+            return
         if self._writer is None:
             self.memory.extend(rows)
             return
         try:
             self._writer.write(rows)
         except OSError as err:
-            self._note_error(err)
+            self._note_write_error(err, len(rows))
 
     def _safe_pids(self) -> frozenset[int] | None:
         try:
@@ -377,34 +377,24 @@ class GpuSampler:
         except Exception:  # noqa: BLE001
             return None
 
+    def _note_write_error(self, err: OSError | None, rows: int) -> None:
+        """Count rows that could not be written; warn of each kind of failure once."""
+        self.stats.samples_failed_write += rows
+        if err is None:
+            return
+        if isinstance(err, FileRemovedError) and self.samples_path is not None:
+            _state.warn_run_lost(self.samples_path.parent, f"the run directory {self.samples_path.parent} was "
+                                 "deleted while the run was recording; its records are lost")
+            return
+        message = f"{type(err).__name__}: {err.strerror or err}"
+        if message != self.stats.last_write_error:
+            self.stats.last_write_error = message
+            logger.warning("sessionprof: could not write GPU samples to %s (%s); lost samples are counted in "
+                           "run.json", self.samples_path, err.strerror or err)
+
     def _note_error(self, err: BaseException) -> None:
         self.stats.read_errors += 1
         self.stats.last_error = f"{type(err).__name__}: {err}"
         # Rate-limited: the first error, then every hundredth.
         if self.stats.read_errors == 1 or self.stats.read_errors % 100 == 0:
             logger.warning("sessionprof: GPU read failed (%d so far): %s", self.stats.read_errors, err)
-
-
-def process_tree(root_pid: int) -> frozenset[int]:
-    """`root_pid` and all its descendants, from /proc (just the root where /proc is absent)."""
-    children: dict[int, list[int]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return frozenset({root_pid})
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, todo = {root_pid}, [root_pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found.add(child)
-                todo.append(child)
-    return frozenset(found)

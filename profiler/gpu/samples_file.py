@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
+from instrumentation import forksafe
+from instrumentation.run_dir import SAMPLES_FILE
+from instrumentation.safe_files import LineAppender
 from profiler.errors import TraceFormatError
 from profiler.model import SAMPLE_COLUMNS, empty_frame, frame_from_rows
 
-SAMPLES_FILE = "samples.csv"
+__all__ = ["HEADER", "SAMPLES_FILE", "SamplesWriter", "read_samples"]
 HEADER = ",".join(SAMPLE_COLUMNS) + "\n"
 #: Columns read as text; the others must be numbers. A column the file lacks (an older writer's)
 #: reads as unknown, and one this reader does not know is ignored.
@@ -20,30 +22,42 @@ _TEXT_COLUMNS = {name: str for name, dtype in SAMPLE_COLUMNS.items() if dtype ==
 
 
 class SamplesWriter:
-    """Appends samples with one `write(2)` per batch, so a kill leaves at most one partial line."""
+    """Appends samples with one `write(2)` per batch, so a kill leaves at most one partial line.
+
+    A failed write (a full disk) is cut back to the last whole line, and its rows are counted in
+    `failed_rows`; the file is never opened through a link (see `LineAppender`).
+    """
 
     def __init__(self, path: Path) -> None:
-        """Open (creating with mode 0600) the samples file at `path`."""
+        """Open (creating with mode 0600, header first) the samples file at `path`.
+
+        Raises:
+            OSError: the file cannot be opened (an unwritable directory, a link in its place).
+        """
         self.path = path
-        new = not path.exists() or path.stat().st_size == 0
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        if new:
-            os.write(self._fd, HEADER.encode())
+        self.failed_rows = 0
+        self._file = LineAppender(path, header=HEADER.encode())
+        forksafe.register(self._file)
+        self._file.append(b"")  # opens the file now: a writer that cannot write says so at once
 
     def write(self, rows: Iterable[tuple[object, ...]]) -> None:
-        """Append rows given in `SAMPLE_COLUMNS` order; None becomes an empty cell."""
-        text = "".join(",".join("" if v is None else _cell(v) for v in row) + "\n" for row in rows)
-        if text:
-            data = text.encode()
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
+        """Append rows given in `SAMPLE_COLUMNS` order; None becomes an empty cell.
+
+        Raises:
+            OSError: the write failed; the rows are counted in `failed_rows` and none is on disk.
+        """
+        lines = [",".join("" if v is None else _cell(v) for v in row) + "\n" for row in rows]
+        if not lines:
+            return
+        try:
+            self._file.append("".join(lines).encode())
+        except OSError:
+            self.failed_rows += len(lines)
+            raise
 
     def close(self) -> None:
         """Close the file. Idempotent."""
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        self._file.close()
 
 
 def _cell(value: object) -> str:

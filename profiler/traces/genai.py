@@ -1,6 +1,6 @@
 """Read GenAI meaning out of span attributes, whatever dialect wrote them.
 
-One function per concept, each trying the aliases of `reference/genai-attributes.md` in order.
+One function per concept, each trying the aliases of docs/dialects.md#attribute-aliases in order.
 `profiler.traces.span_table` answers all of them for a batch of decoded spans at once, with the same
 answers; every trace format's spans go through it, so our own files and other tools' files are
 understood the same way. Which spans' usage is billed is `profiler.attribution.billing`'s.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,9 +58,7 @@ _REASONING = (semconv.REASONING_TOKENS, "llm.token_count.completion_details.reas
 _MODEL = (semconv.RESPONSE_MODEL, "llm.response.model_name", "ai.response.model", semconv.REQUEST_MODEL,
           "llm.request.model_name", "llm.model_name", "ai.model.id", "langfuse.observation.model.name")
 _PROVIDER = (semconv.PROVIDER, "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider")
-SESSION_KEYS = (semconv.CONVERSATION_ID, "session.id", "langfuse.session.id", "gen_ai.session.id",
-            "gen_ai.agent.session_id", "traceloop.association.properties.session_id",
-            "ai.telemetry.metadata.sessionId", "claude.session.id", "github.copilot.interaction_id")
+SESSION_KEYS = semconv.SESSION_KEYS
 _COST = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "gen_ai.usage.cost_usd")
 _PROVIDER_ALIASES = {
     "vertex_ai": "gcp.vertex_ai",
@@ -96,6 +95,15 @@ _PROVIDER_HOSTS = {
     "api.cohere.com": "cohere",
     "api.perplexity.ai": "perplexity",
 }
+#: Prefixes that say where a model is served, not which model it is (pydantic-ai's `openai:gpt-4o`,
+#: LiteLLM's and OpenRouter's `anthropic/claude-...`, Google's `models/gemini-...`).
+_SERVING_PREFIXES = frozenset({
+    "openai", "anthropic", "google", "google-gla", "google-vertex", "gemini", "vertex_ai", "vertexai",
+    "gcp.vertex_ai", "gcp.gemini", "models", "azure", "azure_ai", "bedrock", "groq", "mistral", "mistral_ai",
+    "cohere", "deepseek", "openrouter", "together", "together_ai", "fireworks", "fireworks_ai", "ollama", "vllm",
+    "xai", "x_ai", "huggingface", "perplexity"})
+#: A snapshot date (`-2024-08-06`, `-20241022`) or `-latest` at the end of a model name.
+_MODEL_SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{8}|latest)$")
 #: Langfuse's usage blob: `input` excludes the cache and any other `input_*` part (so does `output`).
 LANGFUSE_USAGE = "langfuse.observation.usage_details"
 
@@ -213,6 +221,29 @@ def model_name(value: Any) -> str | None:
         return None
     stripped = value.strip()
     return stripped if stripped and stripped.lower() != "unknown" else None
+
+
+def model_keys(attrs: Mapping[str, Any], model: Any = None) -> frozenset[str]:
+    """Every name a span gives its model, normalised, so that two instrumentations' spans of one
+    call can be matched: the request and the response model in any dialect (and `model`, the span
+    table's answer), in lower case, without a serving prefix (`openai:gpt-4o`, `anthropic/claude-...`,
+    `models/gemini-...`), each also without a snapshot date or `-latest` (a request for `gpt-4o` is
+    answered by `gpt-4o-2024-08-06`). Two spans name the same model when their keys meet; a span
+    that names none has none."""
+    names = [model_name(attrs.get(key)) for key in _MODEL]
+    names.append(model_name(model))
+    return frozenset(form for name in names if name is not None for form in _model_forms(name))
+
+
+def _model_forms(name: str) -> tuple[str, ...]:
+    name = name.lower()
+    while True:  # a prefix may repeat: `openrouter/anthropic/claude-3.5-sonnet`
+        cut = min((i for i in (name.find("/"), name.find(":")) if i > 0), default=-1)
+        if cut < 0 or name[:cut] not in _SERVING_PREFIXES or cut == len(name) - 1:
+            break
+        name = name[cut + 1:]
+    undated = _MODEL_SNAPSHOT.sub("", name)
+    return (name, undated) if undated and undated != name else (name,)
 
 
 def provider_of(attrs: Mapping[str, Any]) -> str | None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 from collections.abc import Callable
+from datetime import datetime, timezone
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -90,7 +92,19 @@ def _load_run_dir(path: Path, warnings: list[str], progress: Progress | None) ->
     samples = read_samples(samples_path, warnings) if samples_path.is_file() else empty_frame(SAMPLE_COLUMNS)
     if meta.get("status") == "running":
         warnings.append(f"{path}: the run did not finish cleanly (killed?); figures cover what was written")
+    if meta.get("signal"):
+        warnings.append(_killed_warning(meta))
     return Run(spans=spans, samples=samples, meta=meta, source=path, warnings=warnings)
+
+
+def _killed_warning(meta: dict[str, Any]) -> str:
+    """What run.json says of an agent that a signal ended: which, when, and what may be missing."""
+    ended = meta.get("ended_ns")
+    when = (datetime.fromtimestamp(ended / 1e9, tz=timezone.utc).strftime(" at %Y-%m-%d %H:%M:%S UTC")
+            if isinstance(ended, int) else "")
+    code = f" (exit code {meta['exit_code']})" if meta.get("exit_code") is not None else ""
+    return (f"the agent was killed by {meta['signal']}{when}{code}: steps still running then never ended, "
+            "and spans that ended in its last flush interval (up to 0.5 s) may be missing")
 
 
 #: The trace dialects a file may hold, tried in this order on every JSON value.
@@ -103,6 +117,12 @@ _EXPECTED = ("OTLP JSON traces (an object with resourceSpans or scopeSpans), Jae
              "ConsoleSpanExporter spans (objects with name and context)")
 _MAX_NAMED = 5
 _BATCH = 4096
+#: Lines that are not trace JSON read before the first trace, after which the file is taken for
+#: something else (a CSV, a log) and refused at its first such line without reading it all.
+_MAX_SKIPPED_BEFORE_TRACE = 10_000
+#: Keys of the trace formats: broken JSON that holds one is a damaged trace, not a program's print.
+_TRACE_KEYS = re.compile(r'"(?:resourceSpans|resource_spans|scopeSpans|scope_spans|traceId|trace_id|spanId|span_id|'
+                         r'traceID|spanID)"')
 
 
 def read_trace_file(path: Path, warnings: list[str],
@@ -110,12 +130,16 @@ def read_trace_file(path: Path, warnings: list[str],
     """Read every span of a trace file, whatever its framing and dialect.
 
     Each JSON value is recognised on its own as OTLP JSON, Jaeger JSON or a ConsoleSpanExporter
-    span (a file may mix them). Rows are gathered column by column, so a large file is held once,
-    as the finished table. Spans recorded twice keep their ended record; spans that never ended
-    are counted (`unfinished_spans`) and named in a warning.
+    span (a file may mix them). A file that holds traces may hold other text too (a program's
+    stdout, its own prints between the spans that ConsoleSpanExporter printed): lines that are not
+    JSON and JSON values that are not traces are skipped, with one warning that counts them. Rows
+    are gathered column by column, so a large file is held once, as the finished table. Spans
+    recorded twice keep their ended record; spans that never ended are counted
+    (`unfinished_spans`) and named in a warning.
 
     Raises:
-        TraceFormatError: a value that is none of these, or invalid JSON; the message names the line.
+        TraceFormatError: a file that holds no trace, at its first line that is not one; a trace's
+            JSON that is broken; the message names the line.
     """
     # Reading makes millions of containers, none in a cycle, and every collection they set off walks
     # all that is still alive, so the cyclic collector is paused (reference counting still frees):
@@ -137,6 +161,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     batch = SpanBatch.of()
     unfinished: dict[tuple[str, str], str] = {}
     formats: dict[str, int] = {}
+    skipped = _Skipped(path, formats)
 
     def flush() -> None:
         # Records become columns a batch at a time: memory stays one batch plus the columns.
@@ -152,7 +177,8 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
             pieces[column].append(values)
         batch = SpanBatch.of()  # the pieces hold the finished batch's lists
 
-    for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line):
+    for line_no, value in iter_json_values(path, warnings.append, report, fast=otlp_typed.batch_of_line,
+                                           skip=skipped.text):
         if type(value) is SpanBatch:
             formats["otlp"] = formats.get("otlp", 0) + 1
             batch.extend(value)
@@ -165,7 +191,8 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
             reader = next(((name, records_of) for name, looks_like, records_of in _READERS if looks_like(item)),
                           None)
             if reader is None:
-                raise TraceFormatError(f"{path}:{line_no}: expected {_EXPECTED}, found {_describe(item)}")
+                skipped.value(f"{path}:{line_no}: expected {_EXPECTED}, found {_describe(item)}")
+                continue
             name, records_of = reader
             formats[name] = formats.get(name, 0) + 1
             try:
@@ -175,6 +202,7 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
             if len(batch.trace_id) >= _BATCH:
                 flush()
     flush()
+    skipped.finish(warnings)
     records = sum(map(len, pieces["span_id"]))
     spans = _inherit_sessions(_dedupe(_frame_from_columns(pieces)))  # empties `pieces` as it goes
     never_ended: list[str] = []
@@ -189,6 +217,47 @@ def _read_trace_file(path: Path, warnings: list[str], progress: Progress | None)
     meta = {"format": "+".join(formats) or "empty", "records": records,
             "duplicate_records": records - len(spans), "unfinished_spans": len(never_ended)}
     return spans, meta
+
+
+class _Skipped:
+    """What a trace file holds besides traces: counted, the first named; refused where the file
+    holds no trace at all."""
+
+    def __init__(self, path: Path, formats: dict[str, int]) -> None:
+        self.path = path
+        self.formats = formats  # the readers' counts: empty while no trace was read
+        self.lines = 0
+        self.values = 0
+        self.first: str | None = None
+
+    def text(self, line: int, lines: int, reason: str, text: str) -> None:
+        """Text that is not JSON (`framing.Skip`); a trace's own JSON, broken, is an error."""
+        if _TRACE_KEYS.search(text):
+            raise TraceFormatError(reason)
+        self.lines += lines
+        self._note(reason)
+
+    def value(self, reason: str) -> None:
+        """A JSON value that is not a trace."""
+        self.values += 1
+        self._note(reason)
+
+    def _note(self, reason: str) -> None:
+        if self.first is None:
+            self.first = reason
+        if not self.formats and self.lines + self.values >= _MAX_SKIPPED_BEFORE_TRACE:
+            raise TraceFormatError(self.first)
+
+    def finish(self, warnings: list[str]) -> None:
+        """Add the one warning, or refuse a file without a trace."""
+        if self.first is None:
+            return
+        if not self.formats:
+            raise TraceFormatError(self.first)
+        parts = [f"{n} {what}" for n, what in ((self.lines, "line(s)"), (self.values, "JSON value(s)")) if n]
+        first = self.first.removeprefix(f"{self.path}:")
+        warnings.append(f"{self.path}: skipped {' and '.join(parts)} that are not trace JSON (a program's own "
+                        f"output between its spans?); the first at line {first}")
 
 
 def _frame_from_columns(pieces: dict[str, list[Any]]) -> pd.DataFrame:

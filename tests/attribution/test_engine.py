@@ -1,4 +1,4 @@
-"""The attribution rules of DESIGN.md, one scenario each, on hand-built span rows and samples."""
+"""The attribution rules of docs/attribution.md, one scenario each, on hand-built span rows and samples."""
 
 from __future__ import annotations
 

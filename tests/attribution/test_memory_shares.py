@@ -48,7 +48,7 @@ def cases(draw: st.DrawFn) -> dict:
 
 
 def reference(case: dict) -> tuple[np.ndarray, float]:
-    """Slice by slice, the rule as the README states it."""
+    """Slice by slice, the rule as docs/attribution.md#the-memory-policy states it."""
     grid, first, last, memory = case["grid"], case["first"], case["last"], case["memory"]
     received = np.zeros(len(first))
     unattributed = 0.0

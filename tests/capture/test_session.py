@@ -94,6 +94,15 @@ def test_no_gpu_is_one_notice_and_a_cpu_only_run(tmp_path: Path, capsys: pytest.
     assert ledger.totals["energy_j"] is None
 
 
+def test_no_gpu_asked_for_is_no_notice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import profiler.capture.session as session_module
+
+    session_module._notified = False
+    with profiler.session(run_dir=tmp_path, gpu="none"), profiler.tool("t"):
+        pass
+    assert "sessionprof:" not in capsys.readouterr().err
+
+
 def test_gpu_nvml_fails_fast_without_a_gpu(tmp_path: Path) -> None:
     from profiler.gpu.nvml import probe_gpus
 

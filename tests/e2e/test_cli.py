@@ -109,6 +109,13 @@ def test_run_without_a_command_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "give the command" in result.stderr
 
 
+def test_run_with_an_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
+    result = sessionprof("run", "--no-such-option", "--", sys.executable, "-c", "pass", cwd=tmp_path)
+    assert result.returncode == 2 and "No such option: --no-such-option" in result.stderr
+    assert "Usage: sessionprof run [OPTIONS] [--] CMD [ARGS]..." in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / ".sessionprof").exists()
+
+
 def test_the_simulated_gpu_example_measures_every_gpu_figure(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIONPROF_", "OPENAI_", "ANTHROPIC_"))}
     example = ROOT / "examples" / "simulated_gpu_agent.py"

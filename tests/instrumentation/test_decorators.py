@@ -270,3 +270,58 @@ def test_profiler_failure_never_reaches_the_agent(tmp_path: Path, monkeypatch: p
         assert still_works() == "ok"
         monkeypatch.undo()
     assert counters.internal_errors == before + 1
+
+
+def _durations_s(run_dir: Path, name: str) -> list[float]:
+    """Each span's duration, in the order of its `hold` attribute (what the call meant to hold)."""
+    spans = sorted((s for s in spans_of(run_dir) if s["name"] == name), key=lambda s: float(attrs(s)["hold"]))
+    return [(int(s["endTimeUnixNano"]) - int(s["startTimeUnixNano"])) / 1e9 for s in spans]
+
+
+def test_one_step_object_entered_by_two_tasks_at_once_keeps_each_entry_apart(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    search = profiler.tool("search")
+
+    async def call(hold_s: float) -> None:
+        async with search as scope:
+            scope.set("hold", hold_s)
+            await asyncio.sleep(hold_s)
+
+    async def both() -> None:
+        # The short call enters first and exits first: a stack shared by both entries would then end
+        # the long call's span, and later the short one's.
+        await asyncio.gather(call(0.1), call(0.5))
+
+    with profiler.session("t", run_dir=tmp_path, gpu="none"):
+        asyncio.run(both())
+    short, long = _durations_s(tmp_path, "execute_tool search")
+    assert 0.09 < short < 0.3 and 0.45 < long < 0.8
+    assert not [r for r in caplog.records if "different Context" in r.getMessage() or "detach" in r.getMessage()]
+
+
+def test_one_step_object_entered_by_two_threads_at_once_keeps_each_entry_apart(tmp_path: Path) -> None:
+    search = profiler.tool("search")
+    entered = threading.Barrier(2)
+
+    def call(hold_s: float, delay_s: float) -> None:
+        threading.Event().wait(delay_s)  # the short call enters first
+        with search as scope:
+            scope.set("hold", hold_s)
+            entered.wait()
+            threading.Event().wait(hold_s)
+
+    with profiler.session("t", run_dir=tmp_path, gpu="none"), ThreadPoolExecutor(2) as pool:
+        list(pool.map(call, [0.1, 0.5], [0.0, 0.05]))
+    short, long = _durations_s(tmp_path, "execute_tool search")
+    assert 0.09 < short < 0.3 and 0.45 < long < 0.8
+
+
+def test_a_step_object_nested_in_itself_ends_the_inner_entry_first(tmp_path: Path) -> None:
+    step = profiler.step("phase")
+    with profiler.session("t", run_dir=tmp_path, gpu="none"), step as outer:
+        outer.set("hold", 0.2)
+        with step as inner:
+            inner.set("hold", 0.0)
+        threading.Event().wait(0.2)
+    inner, outer = _durations_s(tmp_path, "phase")
+    assert inner < 0.1 and outer >= 0.2

@@ -503,7 +503,7 @@ EXPORT nvmlReturn_t nvmlDeviceGetClockInfo(void *h, unsigned int type, unsigned 
     *mhz = type == 1 || type == 0 ? d->sm_mhz : type == 2 ? d->mem_mhz : 0;  /* graphics/SM, memory */
     return type <= 3 ? OK : E_INVALID;
 }
-/* The board's power: instant before Ampere, the 1 s average from Ampere on (the NVML pitfall). */
+/* The board's power: instant before Ampere, the 1 s average from Ampere on (docs/gpus.md#the-1-s-average). */
 EXPORT nvmlReturn_t nvmlDeviceGetPowerUsage(void *h, unsigned int *mw) {
     ENTER(h, C_USAGE);
     *mw = d->arch >= 7 ? average_mw(d) : instant_mw(d);

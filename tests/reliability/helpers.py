@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 
 def raw_spans(run_dir: Path) -> list[dict[str, Any]]:
@@ -19,3 +23,24 @@ def raw_spans(run_dir: Path) -> list[dict[str, Any]]:
             for scope_spans in resource_spans["scopeSpans"]:
                 spans.extend(scope_spans["spans"])
     return spans
+
+
+class DiskFillsOnce:
+    """`os.write` to one file takes half of what it is given, then fails with ENOSPC, as a disk
+    that fills mid-write does; writes before `armed` and after the failure go through. With
+    `always`, every write to the file fails at once (a disk that stays full)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str, *, always: bool = False) -> None:
+        self.name, self.armed, self.always, self.state = name, always, always, "idle"
+        real = os.write
+
+        def write(fd: int, data: bytes) -> int:
+            if self.armed and os.readlink(f"/proc/self/fd/{fd}").endswith(self.name):
+                if self.state == "idle" and not self.always:
+                    self.state = "short"
+                    return real(fd, bytes(data)[: len(data) // 2])
+                self.armed, self.state = self.always, "idle"
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, data)
+
+        monkeypatch.setattr(os, "write", write)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -104,3 +106,31 @@ def test_spawned_children_record_into_the_run(tmp_path: Path) -> None:
     assert len([s for s in spans if s["name"] == "execute_tool tiny"]) == 7
     ledger = profiler.attribute(profiler.load(tmp_path))
     assert ledger.totals["sessions"] == 1
+
+
+SHARING_PROCESS = """
+import sys, time
+from pathlib import Path
+import profiler
+
+run_dir, go, index = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+while not go.exists():
+    time.sleep(0.001)
+for k in range(10):
+    with profiler.session(f"p{index}-{k}", run_dir=run_dir, gpu="none"), profiler.step("work"):
+        pass
+"""
+
+
+@pytest.mark.slow
+def test_three_processes_sharing_a_run_directory_keep_every_session(tmp_path: Path) -> None:
+    run_dir, go = tmp_path / "run", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", SHARING_PROCESS, str(run_dir), str(go), str(i)])
+             for i in range(3)]
+    go.touch()
+    assert [proc.wait(timeout=120) for proc in procs] == [0, 0, 0]
+    meta = json.loads((run_dir / "run.json").read_text())
+    # Before: a read-modify-write race lost some of the sessions each process added.
+    assert sorted(s["name"] for s in meta["sessions"]) == sorted(f"p{i}-{k}" for i in range(3) for k in range(10))
+    assert len([s for s in raw_spans(run_dir) if s["name"] == "work"]) == 30
+    assert sorted(meta["writers"]) == sorted(str(proc.pid) for proc in procs)

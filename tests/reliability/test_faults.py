@@ -18,7 +18,7 @@ import profiler
 from instrumentation import SessionSpanProcessor
 from instrumentation.exporter import RunDirExporter
 from profiler.testing import FakeGpuBackend
-from tests.reliability.helpers import raw_spans
+from tests.reliability.helpers import DiskFillsOnce, raw_spans
 
 
 class RaisingExporter(SpanExporter):
@@ -71,10 +71,9 @@ def test_a_hanging_exporter_delays_the_agent_by_at_most_the_flush_timeout() -> N
     processor.shutdown()
 
 
-def test_a_full_disk_is_a_counted_failure(tmp_path: Path) -> None:
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full on this system")
-    (tmp_path / "spans.jsonl").symlink_to("/dev/full")
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_a_full_disk_is_a_counted_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    DiskFillsOnce(monkeypatch, "spans.jsonl", always=True)
     exporter = RunDirExporter(tmp_path)
     processor = SessionSpanProcessor(exporter)
     tracer = _provider(processor).get_tracer("t")
@@ -180,10 +179,9 @@ def test_keyboard_interrupt_inside_a_step_still_closes_the_run(tmp_path: Path) -
     assert os.environ.get("SESSIONPROF_RUN_DIR") is None  # the session's environment was restored
 
 
-def test_export_failure_reaches_run_json(tmp_path: Path) -> None:
-    if not Path("/dev/full").exists():
-        pytest.skip("no /dev/full on this system")
-    (tmp_path / "spans.jsonl").symlink_to("/dev/full")
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_export_failure_reaches_run_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    DiskFillsOnce(monkeypatch, "spans.jsonl", always=True)
     with profiler.session(run_dir=tmp_path, gpu=FakeGpuBackend()), profiler.step("lost"):
         pass
     meta = json.loads((tmp_path / "run.json").read_text())

@@ -149,22 +149,17 @@ def test_cli_report_writes_each_new_format(fmt: str, tmp_path: Path) -> None:
     assert target.stat().st_size > 100
 
 
-def test_cli_rejects_a_bad_weight_in_one_line() -> None:
-    result = CliRunner().invoke(app, ["report", str(GOLDEN), "-f", "speedscope", "--weight", "watts"])
-    assert result.exit_code == 1
-    assert result.output.strip() == "sessionprof: error: --weight must be one of usd, joules, gib_s, not 'watts'"
-
-
 def test_cli_run_writes_report_html_beside_the_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
+    agent = "import profiler\nwith profiler.step('work'):\n    pass"
     result = CliRunner().invoke(app, ["run", "--run-dir", str(run_dir), "--gpu", "none", "-f", "json", "--",
-                                      sys.executable, "-c", "pass"])
+                                      sys.executable, "-c", agent])
     assert result.exit_code == 0, result.output
     page = run_dir / "report.html"
     assert page.is_file() and page.read_text().startswith("<!DOCTYPE html>")
     assert f"HTML report: {page}" in result.output
     skipped = CliRunner().invoke(app, ["run", "--run-dir", str(tmp_path / "quiet"), "--gpu", "none", "--no-html",
-                                       "--", sys.executable, "-c", "pass"])
+                                       "--", sys.executable, "-c", agent])
     assert skipped.exit_code == 0, skipped.output
     assert not (tmp_path / "quiet" / "report.html").exists()
 

@@ -14,16 +14,18 @@ import pytest
 
 import profiler
 from profiler.attribution.ledger import Ledger
-from reports import render
+from reports import render, render_encoded, render_parts
 from reports._cells import notes
 from reports.parquet_report import pyarrow_available
-from reports.render import BINARY_FORMATS, FILE_EXTENSIONS, FORMATS, WEIGHTS
+from reports.registry import RENDERERS, WEIGHTS, Renderer
+from reports.render import FORMATS
 from tests.paths import GOLDEN
 
 
 def _check_output(fmt: str, out: str | bytes, ledger: Ledger) -> None:
-    if fmt in BINARY_FORMATS:
-        assert isinstance(out, bytes) and out[:4] == b"PAR1"
+    assert isinstance(out, bytes) == RENDERERS[fmt].binary, fmt
+    if fmt == "parquet":
+        assert out[:4] == b"PAR1"
         return
     assert isinstance(out, str)
     # A missing figure is never printed as a NaN (nor as a Python None).
@@ -43,8 +45,8 @@ def _check_output(fmt: str, out: str | bytes, ledger: Ledger) -> None:
     elif fmt == "folded":
         for line in out.splitlines():
             assert re.fullmatch(r"[^\n]+ \d+", line), line
-    else:
-        assert out.strip()
+    else:  # what a reader of the table or the Markdown sees is checked in test_report_text.py
+        assert "Total (measured)" in out
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -70,8 +72,26 @@ def test_unknown_weight_and_format_are_clear_errors(golden_ledger: Ledger) -> No
         render(golden_ledger, "pdf")
 
 
-def test_every_format_has_a_file_extension() -> None:
-    assert set(FILE_EXTENSIONS) == set(FORMATS)
+def test_the_registry_is_the_list_of_formats() -> None:
+    assert FORMATS == tuple(RENDERERS) == ("table", "json", "csv", "markdown", "html", "perfetto", "speedscope",
+                                           "folded", "parquet")
+    assert all(name == renderer.name for name, renderer in RENDERERS.items())
+    extensions = [renderer.file_extension for renderer in RENDERERS.values()]
+    assert all(ext.startswith(".") for ext in extensions) and len(set(extensions)) == len(extensions)
+    assert [name for name, renderer in RENDERERS.items() if renderer.binary] == ["parquet"]
+
+
+def test_a_format_is_added_by_one_registry_entry(golden_ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = Renderer("steps", ".steps.txt", "tests.reports.test_report_formats:_step_names", options=("width",))
+    monkeypatch.setitem(RENDERERS, "steps", entry)
+    text = render(golden_ledger, "steps", top=2, width=9, color=True)  # `color` is not the renderer's option
+    assert text == "top=2 width=9 session golden"
+    assert b"".join(render_encoded(golden_ledger, "steps", top=2, width=9)) == text.encode()
+    assert list(render_parts(golden_ledger, "steps", top=2, width=9)) == [text]
+
+
+def _step_names(ledger: Ledger, *, by: str, top: int | None, width: int) -> str:
+    return f"top={top} width={width} {ledger.tree_order()['name'].iloc[0]}"
 
 
 def test_golden_run_builder_matches_the_committed_files(tmp_path: Path) -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from profiler.cli.app import _emit
+from profiler.cli.output import emit
 from reports import json_report, render, render_encoded, render_parts
 
 
@@ -16,7 +14,7 @@ def test_json_parts_join_to_the_rendered_report(golden_ledger, tmp_path: Path) -
     parts = render_parts(golden_ledger, "json")
     assert not isinstance(parts, (str, bytes))
     out = tmp_path / "report.json"
-    _emit(parts, out)
+    emit(parts, out)
     assert out.read_text(encoding="utf-8") == render(golden_ledger, "json")
 
 
@@ -37,40 +35,3 @@ def test_encoded_pieces_are_the_report_in_utf8(golden_ledger, monkeypatch: pytes
     if format == "json" and not options:
         assert len(pieces) > 3
     assert b"".join(pieces).decode("utf-8") == whole
-
-
-def test_pieces_of_text_and_of_bytes_reach_stdout_in_order(capsys: pytest.CaptureFixture[str]) -> None:
-    _emit(iter(["one ", b"two ", "three"]), None)
-    assert capsys.readouterr().out == "one two three"
-
-
-def test_pieces_of_bytes_reach_a_text_only_stdout_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    stand_in = io.StringIO()
-    monkeypatch.setattr("sys.stdout", stand_in)
-    _emit(iter(["one ", "caf\u00e9 ".encode()]), None)
-    assert stand_in.getvalue() == "one caf\u00e9 "
-
-
-def test_pieces_of_bytes_reach_the_file_as_they_are(tmp_path: Path) -> None:
-    out = tmp_path / "report.json"
-    _emit(iter(['{"name": ', '"caf\u00e9 ', "café".encode() + b'"}']), out)
-    assert out.read_bytes() == '{"name": "caf\u00e9 café"}'.encode()
-
-
-def test_a_binary_report_is_not_written_to_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    with pytest.raises(ValueError, match="binary"):
-        _emit(iter([b"PAR1"]), None, binary=True)
-
-
-@pytest.mark.parametrize("kind", [str, bytes])
-def test_a_report_that_fails_half_way_leaves_no_file(tmp_path: Path, kind: type) -> None:
-    def failing() -> Iterator[str | bytes]:
-        yield '{"steps": [' if kind is str else b'{"steps": ['
-        raise ValueError("cannot group by 'nothing'")
-
-    out = tmp_path / "report.json"
-    out.write_text("an older report", encoding="utf-8")
-    with pytest.raises(ValueError, match="nothing"):
-        _emit(failing(), out)
-    assert not out.exists()

@@ -1,4 +1,4 @@
-"""Reading GenAI meaning out of span attributes: every alias of reference/genai-attributes.md, in order,
+"""Reading GenAI meaning out of span attributes: every alias of docs/dialects.md, in order,
 through `span_row` (one span read by `span_table.span_columns`, which every reader's spans go through)
 and through the one-concept functions alike."""
 
@@ -253,6 +253,9 @@ SESSION = [
     "gen_ai.session.id",
     "gen_ai.agent.session_id",
     "traceloop.association.properties.session_id",
+    "traceloop.association.properties.conversation_id",
+    "traceloop.association.properties.thread_id",
+    "traceloop.association.properties.chat_id",
     "ai.telemetry.metadata.sessionId",
     "claude.session.id",
     "github.copilot.interaction_id",

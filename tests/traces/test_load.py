@@ -135,12 +135,7 @@ def test_gpu_samples_given_to_load_replace_the_run_directorys_own(tmp_path: Path
 
 def test_a_file_that_is_not_a_trace_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "notes.jsonl"
-    path.write_text(
-        json.dumps(otlp_document([otlp_span("00000000000000aa", start=0, end=1)]))
-        + "\n"
-        + json.dumps({"hello": "world"})
-        + "\n"
-    )
+    path.write_text("\n" + json.dumps({"hello": "world"}) + "\n" + json.dumps({"bye": "world"}) + "\n")
     with pytest.raises(TraceFormatError, match=r"notes.jsonl:2: expected OTLP JSON"):
         load(path)
 

@@ -3,8 +3,10 @@ objects, or one document. Gzip is opened transparently.
 
 Errors name the file, the line and what was expected. A last line cut short (a writer killed
 mid-write) is skipped with a warning instead of failing the whole file, and so is the end of a
-gzip stream cut short. The file is read line by line: only the value being decoded is in memory
-(a file whose lines end in a lone CR, as old Mac OS wrote them, is one line to read, and so whole).
+gzip stream cut short. Given a `Skip` callback, text that is not JSON (a program's own output
+between the spans it prints) is handed to it instead of failing, and reading goes on. The file is
+read line by line: only the value being decoded is in memory (a file whose lines end in a lone CR,
+as old Mac OS wrote them, is one line to read, and so whole).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import io
 import json
 import re
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -22,9 +25,14 @@ from typing import IO, Any
 from profiler.errors import TraceFormatError
 
 _decoder = json.JSONDecoder()
+Skip = Callable[[int, int, str, str], None]
+"""Called with (first line, line count, one-line reason naming the file and line, the text) for
+each stretch of the file that is not JSON, where `iter_json_values` is to go on past it."""
 #: Lines a fast decoder may decline, before it has taken any, until it is no longer tried.
 _FAST_TRIES = 8
 _loads = json.loads
+#: The first bytes of the lines that may start a value in column 0 (a line is never empty).
+_OPENERS = frozenset(b"{[")
 #: After a CR that no LF follows: where such a file's lines end.
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
 
@@ -55,7 +63,7 @@ def _open_bytes(path: Path) -> tuple[IO[bytes], IO[bytes]]:
 
 def iter_json_values(
     path: Path, warn: Callable[[str], None], progress: Callable[[int], None] | None = None,
-    fast: Callable[[bytes], Any] | None = None,
+    fast: Callable[[bytes], Any] | None = None, skip: Skip | None = None,
 ) -> Iterator[tuple[int, Any]]:
     """Yield (line number, value) for every JSON value in the file, in order.
 
@@ -66,15 +74,21 @@ def iter_json_values(
     them): what it returns (unless None) is yielded in place of the decoded line. A file whose first
     lines with anything on them it never takes stops trying it.
 
+    With `skip`, a line that is not JSON, or a value broken before its last line, goes to `skip`
+    and the next line is read afresh: a line that starts a value must itself be JSON up to its end
+    (a print such as `[INFO] ...` or `{'a': 1}` is not), so a stray line never swallows the
+    values after it.
+
     Raises:
-        TraceFormatError: invalid JSON, or text that is not JSON at all; the message names the line.
+        TraceFormatError: invalid JSON, or text that is not JSON at all (without `skip`); the
+            message names the line.
     """
     stream, raw = _open_bytes(path)
     where = [0]  # the line being read, for a message about a stream cut short
     with raw, stream:
         try:
             read_so_far = progress and (lambda: progress(raw.tell()))
-            yield from _iter_values(path, stream, warn, read_so_far, where, fast)
+            yield from _iter_values(path, stream, warn, read_so_far, where, fast, skip)
         except (EOFError, zlib.error) as err:
             warn(f"{path}:{where[0]}: compressed stream ends early or is damaged ({err}); read up to here")
         except (OSError, gzip.BadGzipFile) as err:
@@ -83,18 +97,34 @@ def iter_json_values(
 
 def _iter_values(
     path: Path, stream: IO[bytes], warn: Callable[[str], None], progress: Callable[[], None] | None,
-    where: list[int], fast: Callable[[bytes], Any] | None = None,
+    where: list[int], fast: Callable[[bytes], Any] | None = None, skip: Skip | None = None,
 ) -> Iterator[tuple[int, Any]]:
-    line_no = 0
     fast_misses = 0
     pending: list[str] = []  # lines of a value that spans several lines
     pending_start = 0
-    for data in _lines(stream):
-        line_no += 1
+    replay: deque[tuple[int, bytes]] = deque()  # lines to read again, before the file's next
+    for line_no, data in _numbered(_lines(stream), replay):
         where[0] = line_no
         if progress is not None and line_no % 1024 == 0:
             progress()
         declined = False
+        if data[0] in _OPENERS and skip is not None and len(pending) > 1:
+            # A value starts in column 0 while another is open: the open one must take that
+            # bracket (after `[`, `,` or a key) to go on; else it was not JSON.
+            broken = _broken(path, pending_start, "".join(pending) + data[:1].decode(), strict_last_line=True)
+            if broken is not None:
+                if pending[0].strip() in ("[", "{") and pending[1][:1] in "{[":
+                    # A stray opener (a lone `[` printed) took in the values after it, which a
+                    # pretty-printer would have indented: leave it, and read them again.
+                    skip(pending_start, 1, f"{path}:{pending_start}: {_preview(pending[0].strip())} opens a value "
+                         "that the lines after it do not continue", pending[0])
+                    replay.extend(zip(range(pending_start + 1, line_no), (p.encode() for p in pending[1:]),
+                                      strict=True))
+                    replay.append((line_no, data))
+                    pending = []
+                    continue
+                skip(pending_start, len(pending), broken, "".join(pending))
+                pending = []
         if fast is not None and not pending and not data.isspace():
             taken = fast(data)
             if taken is not None:
@@ -116,9 +146,18 @@ def _iter_values(
                 continue
             except json.JSONDecodeError:
                 if stripped[0] not in "{[":
-                    raise TraceFormatError(
-                        f"{path}:{line_no}: expected a JSON object or array (a trace), found "
-                        f"{_preview(stripped)}") from None
+                    reason = f"{path}:{line_no}: expected a JSON object or array (a trace), found {_preview(stripped)}"
+                    if skip is None:
+                        raise TraceFormatError(reason) from None
+                    skip(line_no, 1, reason, stripped)
+                    continue
+                # A line with its line break must be a value's start, at least (a lone bracket, as
+                # pretty-printers start, is); one without is the file's last, which may be cut short.
+                whole_line = skip is not None and len(stripped) > 1 and data.endswith((b"\n", b"\r"))
+                broken = _broken(path, line_no, stripped, strict_last_line=True) if whole_line else None
+                if broken is not None:  # not even the start of a value: `[INFO] ...`, `{'a': 1}`
+                    skip(line_no, 1, broken, stripped)
+                    continue
                 pending_start = line_no
         elif line[:1] in "{[" and len(pending) > 1:
             # A value starts in column 0 while another is still open: if what is open is already
@@ -142,6 +181,10 @@ def _iter_values(
         cut_short = not text.endswith(("\n", "\r"))
         text = text.strip()
         values = _decode_all(text)
+        broken = _broken(path, pending_start, text, strict_last_line=not cut_short) if values is None else None
+        if broken is not None and skip is not None:
+            skip(pending_start, _line_breaks(text, 0, len(text)) + 1, broken, text)
+            return
         if values is None:
             _raise_if_broken(path, pending_start, text, strict_last_line=not cut_short)
             what = "last value" if _line_breaks(text, 0, len(text)) else "last line"
@@ -149,6 +192,14 @@ def _iter_values(
             return
         for value in values:
             yield pending_start, value
+
+
+def _numbered(lines: Iterator[bytes], replay: deque[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+    """Each line with its number, and after each the lines put in `replay` meanwhile, in order."""
+    for line_no, data in enumerate(lines, start=1):
+        yield line_no, data
+        while replay:
+            yield replay.popleft()
 
 
 def _lines(stream: IO[bytes]) -> Iterator[bytes]:
@@ -186,22 +237,31 @@ def _decode_all(text: str) -> list[Any] | None:
 def _raise_if_broken(path: Path, first_line: int, text: str, *, strict_last_line: bool = False) -> None:
     """Raise if `text` has an error before its last line; an error in the last line means the text
     is unfinished (cut short), not broken."""
+    message = _broken(path, first_line, text, strict_last_line=strict_last_line)
+    if message is not None:
+        raise TraceFormatError(message)
+
+
+def _broken(path: Path, first_line: int, text: str, *, strict_last_line: bool = False) -> str | None:
+    """Where `text` is broken (`_raise_if_broken`), as a one-line message naming the file and line;
+    None where it is whole or only unfinished."""
     index, end = 0, len(text.rstrip())
     while index < end:
         while index < end and text[index] in " \t\r\n,":
             index += 1
         if index >= end:
-            return
+            return None
         try:
             _, index = _decoder.raw_decode(text, index)
         except json.JSONDecodeError as err:
             if not _line_breaks(text, err.pos, end) and (err.pos >= end or not strict_last_line):
-                return  # the error is in the last line: unfinished, not broken
+                return None  # the error is in the last line: unfinished, not broken
             # json counts lines by LF alone; count them as the file breaks them (a lone CR too).
             line = first_line + _line_breaks(text, 0, err.pos)
             column = err.pos - max(text.rfind("\n", 0, err.pos), text.rfind("\r", 0, err.pos))
             message = err.msg.removesuffix(" at")
-            raise TraceFormatError(f"{path}:{line}: invalid JSON ({message} at column {column})") from None
+            return f"{path}:{line}: invalid JSON ({message} at column {column})"
+    return None
 
 
 def _line_breaks(text: str, start: int, end: int) -> int:
