@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import io
 import json
 import os
 import platform
@@ -68,6 +69,12 @@ def _general_json_reader() -> AbstractContextManager[None]:
     return _patched(otlp_typed, "batch_of_line", lambda data: None)  # the typed decoder declines every line
 
 
+def _default_read_buffer() -> AbstractContextManager[None]:
+    from profiler.traces.readers import framing
+
+    return _patched(framing, "_READ_BUFFER_BYTES", io.DEFAULT_BUFFER_SIZE)  # 8 kB
+
+
 def _every_field_per_row() -> AbstractContextManager[None]:
     import msgspec
 
@@ -93,6 +100,8 @@ STAGE_TECHNIQUES: dict[str, tuple[str, str, str, Side, Side]] = {
                         "render", _collector_paused, _collector_running),
     "typed-reader": ("OTLP lines decoded by msgspec into typed records", "json.loads and the general OTLP reader",
                      "load", nullcontext, _general_json_reader),
+    "read-buffer": ("trace file read 1 MB at a time", "io's default 8 kB buffer", "load", nullcontext,
+                    _default_read_buffer),
     "constant-runs": ("report columns constant over a chunk spliced in once per row",
                       "every field encoded in every row", "render", nullcontext, _every_field_per_row),
 }
@@ -166,6 +175,7 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
     from profiler.attribution import tree
     from profiler.attribution.engine import _price_calls
     from profiler.pricing import api
+    from profiler.traces.readers import framing
 
     run = profiler.load(path)
     spans = run.spans
@@ -204,10 +214,20 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
         with _patched(tree, "_rows_of_unique_ids", lambda span_ids, parent_ids: None):
             tree.parent_positions(spans)
 
+    def cut_lines(buffering: int) -> Callable[[], None]:
+        def cut() -> None:
+            with path.open("rb", buffering=buffering) as stream:
+                for _ in framing._lines(stream):
+                    pass
+        return cut
+
     def count_kinds(values: Any) -> list[int]:
         return [int(np.count_nonzero(values == kind)) for kind in ("execute_tool", "session", "unattributed")]
 
     return {
+        "line-cutting": ("the trace file's lines cut out of 1 MB reads (`framing._lines`)",
+                         "io's default 8 kB reads", cut_lines(framing._READ_BUFFER_BYTES),
+                         cut_lines(io.DEFAULT_BUFFER_SIZE)),
         "unique-sorted": ("distinct span edges by sorting (`unique_sorted`)", "np.unique",
                           lambda: unique_sorted(edges), lambda: np.unique(edges)),
         "api-prices": ("API prices from linear Decimal coefficients, a batch in integers (5,000 calls)",
@@ -282,7 +302,8 @@ def _row(result: dict[str, Any]) -> str:
             f"{cpu_t:.3f} ({min(technique):.3f}-{max(technique):.3f}) | {cpu_p / cpu_t:.2f} | {user_p / user_t:.2f} |")
 
 
-FUNCTIONS = ("unique-sorted", "api-prices", "api-price-one-call", "parent-lookup", "tracer-lookup", "kinds-count")
+FUNCTIONS = ("line-cutting", "unique-sorted", "api-prices", "api-price-one-call", "parent-lookup", "tracer-lookup",
+             "kinds-count")
 
 
 def main() -> None:
