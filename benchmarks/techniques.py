@@ -69,6 +69,15 @@ def _general_json_reader() -> AbstractContextManager[None]:
     return _patched(otlp_typed, "batch_of_line", lambda data: None)  # the typed decoder declines every line
 
 
+@contextmanager
+def _text_span_ids() -> Iterator[None]:
+    from profiler.attribution import tree
+    from profiler.traces import load
+
+    with _patched(tree, "hex_span_ids", lambda ids: None), _patched(load, "hex_span_ids", lambda ids: None):
+        yield  # ids compared as text, as any other tool's are
+
+
 def _default_read_buffer() -> AbstractContextManager[None]:
     from profiler.traces.readers import framing
 
@@ -100,6 +109,11 @@ STAGE_TECHNIQUES: dict[str, tuple[str, str, str, Side, Side]] = {
                         "render", _collector_paused, _collector_running),
     "typed-reader": ("OTLP lines decoded by msgspec into typed records", "json.loads and the general OTLP reader",
                      "load", nullcontext, _general_json_reader),
+    "numeric-ids-load": ("OTLP span ids compared as 64-bit numbers (duplicate check)",
+                         "span ids compared as text (pandas hashing)", "load", nullcontext, _text_span_ids),
+    "numeric-ids-attribute": ("OTLP span ids compared as 64-bit numbers (parent lookup)",
+                              "span ids compared as text (pandas hashing)", "attribute", nullcontext,
+                              _text_span_ids),
     "read-buffer": ("trace file read 1 MB at a time", "io's default 8 kB buffer", "load", nullcontext,
                     _default_read_buffer),
     "constant-runs": ("report columns constant over a chunk spliced in once per row",
@@ -175,6 +189,7 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
     from profiler.attribution import tree
     from profiler.attribution.engine import _price_calls
     from profiler.pricing import api
+    from profiler.traces import load
     from profiler.traces.readers import framing
 
     run = profiler.load(path)
@@ -221,6 +236,12 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
                     pass
         return cut
 
+    def as_text(call: Callable[[], Any]) -> Callable[[], None]:
+        def run_() -> None:
+            with _text_span_ids():
+                call()
+        return run_
+
     def count_kinds(values: Any) -> list[int]:
         return [int(np.count_nonzero(values == kind)) for kind in ("execute_tool", "session", "unattributed")]
 
@@ -228,6 +249,12 @@ def _function_pairs(path: Path) -> dict[str, tuple[str, str, Callable[[], Any], 
         "line-cutting": ("the trace file's lines cut out of 1 MB reads (`framing._lines`)",
                          "io's default 8 kB reads", cut_lines(framing._READ_BUFFER_BYTES),
                          cut_lines(io.DEFAULT_BUFFER_SIZE)),
+        "duplicate-check": ("OTLP span ids as 64-bit numbers, sorted: the duplicate check (`load._dedupe`)",
+                            "span ids compared as text (pandas hashing)", lambda: load._dedupe(spans),
+                            as_text(lambda: load._dedupe(spans))),
+        "parent-ids": ("OTLP span ids as 64-bit numbers, searched: the parent lookup (`tree.parent_positions`)",
+                       "span ids compared as text (pandas hashing)", lambda: tree.parent_positions(spans),
+                       as_text(lambda: tree.parent_positions(spans))),
         "unique-sorted": ("distinct span edges by sorting (`unique_sorted`)", "np.unique",
                           lambda: unique_sorted(edges), lambda: np.unique(edges)),
         "api-prices": ("API prices from linear Decimal coefficients, a batch in integers (5,000 calls)",
@@ -302,8 +329,8 @@ def _row(result: dict[str, Any]) -> str:
             f"{cpu_t:.3f} ({min(technique):.3f}-{max(technique):.3f}) | {cpu_p / cpu_t:.2f} | {user_p / user_t:.2f} |")
 
 
-FUNCTIONS = ("line-cutting", "unique-sorted", "api-prices", "api-price-one-call", "parent-lookup", "tracer-lookup",
-             "kinds-count")
+FUNCTIONS = ("line-cutting", "duplicate-check", "parent-ids", "unique-sorted", "api-prices", "api-price-one-call",
+             "parent-lookup", "tracer-lookup", "kinds-count")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import pandas as pd
 
 from instrumentation import semconv
 from profiler.model import SESSION_KIND
+from profiler.traces.span_ids import hex_span_ids, positions_of
 
 
 def add_session_rows(spans: pd.DataFrame) -> pd.DataFrame:
@@ -137,7 +138,18 @@ def _find_parents(trace: np.ndarray, span_ids: np.ndarray, parent_trace: np.ndar
 def _rows_of_unique_ids(span_ids: np.ndarray, parent_ids: np.ndarray) -> np.ndarray | None:
     """The row whose span id is each row's parent id (-1: none, or no parent id); None where a
     span id repeats or is missing."""
-    # One hash pass over the ids and the parent ids together.
+    own = hex_span_ids(span_ids)
+    if own is not None:  # OTLP's ids, as numbers: sorted and searched, not hashed
+        present = np.flatnonzero(pd.notna(parent_ids))
+        wanted = hex_span_ids(parent_ids[present])
+        if wanted is not None:
+            found = positions_of(wanted, own)
+            if found is None:
+                return None
+            positions = np.full(len(span_ids), -1, dtype=np.int64)
+            positions[present] = found
+            return positions
+    # Any other ids: one hash pass over the ids and the parent ids together.
     n = len(span_ids)
     codes, uniques = pd.factorize(np.concatenate([span_ids, parent_ids]))
     own_codes, wanted_codes = codes[:n], codes[n:]

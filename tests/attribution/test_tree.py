@@ -256,13 +256,3 @@ def test_unique_sorted_is_np_unique(values: list[float]) -> None:
     array = np.array(values, dtype=np.int64 if all(isinstance(v, int) for v in values) else float)
     found, expected = unique_sorted(array), np.unique(array)
     assert found.dtype == expected.dtype and np.array_equal(found, expected, equal_nan=True)
-
-
-_OTLP_IDS = [f"{i:016x}" for i in (1, 2, 3, 0xABCDEF)]
-
-
-def test_parents_with_otlp_ids_found_lost_or_self_named() -> None:
-    lost = "00000000000000ff"  # a parent no span of the file has
-    spans = spans_frame([span(_OTLP_IDS[0], start=0, end=3), span(_OTLP_IDS[1], _OTLP_IDS[0], start=1, end=2),
-                         span(_OTLP_IDS[2], lost, start=1, end=2), span(_OTLP_IDS[3], _OTLP_IDS[3], start=1, end=2)])
-    assert parent_positions(spans).tolist() == [-1, 0, -1, -1]

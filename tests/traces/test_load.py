@@ -20,9 +20,7 @@ from profiler import attribute, load
 from profiler.errors import TraceFormatError
 from profiler.gpu.samples_file import SamplesWriter
 from profiler.model import SAMPLE_COLUMNS, SPAN_COLUMNS
-from profiler.traces.load import _dedupe
-from tests.builders import BASE_NS, ns, otlp_document, otlp_span, spans_frame, steady_gpu
-from tests.builders import span as span_row
+from tests.builders import BASE_NS, ns, otlp_document, otlp_span, steady_gpu
 
 GPU = "GPU-0"
 
@@ -154,15 +152,6 @@ def test_a_span_recorded_twice_is_kept_once(tmp_path: Path) -> None:
     first = otlp_span("00000000000000aa", start=0, end=2)
     path = write_spans(tmp_path, otlp_document([first]), otlp_document([first]))
     assert len(load(path).spans) == 1
-
-
-def test_a_span_id_repeated_in_another_trace_is_another_span() -> None:
-    same_id = "00f067aa0ba902b7"
-    spans = spans_frame([span_row(same_id, start=0, end=1, trace="A"), span_row(same_id, start=0, end=2, trace="A"),
-                         span_row(same_id, start=0, end=1, trace="B")])
-    kept = _dedupe(spans)
-    lengths = kept["end_ns"] - kept["start_ns"]
-    assert sorted(zip(kept["trace_id"], lengths, strict=True)) == [("A", 2 * 10**9), ("B", 10**9)]
 
 
 def test_the_cyclic_collector_is_paused_while_a_file_is_read(tmp_path: Path) -> None:
