@@ -100,7 +100,10 @@ def find_duplicates(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarr
     report the same input and output counts and no other count that both report differs, and
     neither pairs so with any other sibling (concurrent calls with one answer are not guessed at).
     The second shape is OpenLLMetry's: its span around the SDK method is never made current, so the
-    span that the SDK itself starts inside it is a sibling, not a child.
+    span that the SDK itself starts inside it is a sibling, not a child. A third shape pairs alike: a
+    call at the top of a session whose window lies inside a model call deeper in the same session. That is
+    OpenInference's LangChain instrumentation: its spans are never made current either, so the
+    OpenAI instrumentor's span of the same call starts a trace of its own.
 
     Of such a pair the span that reports more of the five token counts is kept, and on a tie the
     inner one. The fuller description prices the call more exactly: pydantic-ai's own `chat` span
@@ -115,7 +118,8 @@ def find_duplicates(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarr
     duplicate_of = np.full(len(spans), None, dtype=object)
     tokens = spans[list(TOKEN_COLUMNS)].to_numpy(dtype=np.float64)
     nested = _contained_usage(tokens, _call_pairs(calls, parent_pos))
-    siblings = _same_usage(tokens, _sibling_pairs(spans, calls, parent_pos, tokens))
+    siblings = _same_usage(tokens, np.concatenate([_sibling_pairs(spans, calls, parent_pos, tokens),
+                                                   _stray_root_pairs(spans, calls, parent_pos, tokens)]))
     names = spans["name"].to_numpy(dtype=object)
     siblings = _one_to_one(_same_model(spans, siblings[names[siblings[:, 0]] != names[siblings[:, 1]]]))
     pairs = np.concatenate([_same_model(spans, nested), siblings])
@@ -180,6 +184,33 @@ def _sibling_pairs(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarra
     for k in (np.flatnonzero(~first[1:] & (latest[:-1] >= end[1:])) + 1).tolist():
         found.extend((rows[k], rows[j]) for j in range(group_start[k], k) if end[j] >= end[k])
     return np.array(found, dtype=np.int64).reshape(-1, 2)
+
+
+def _stray_root_pairs(spans: pd.DataFrame, calls: np.ndarray, parent_pos: np.ndarray,
+                      tokens: np.ndarray) -> np.ndarray:
+    """Every (model call at the top of its session, model call deeper in the same session whose window
+    holds it) pair with the same input and output counts. At the top: no parent, or the session's own
+    span as parent (`profiler.session()`). Joined on (session, input, output), so only calls that
+    could be one call are ever compared."""
+    usable = calls & ~np.isnan(tokens[:, 0]) & ~np.isnan(tokens[:, 1])
+    top = parent_pos < 0
+    below = np.flatnonzero(~top)
+    top[below] = spans["session_root"].to_numpy(dtype=bool)[parent_pos[below]]
+    roots, others = np.flatnonzero(usable & top), np.flatnonzero(usable & ~top)
+    if not len(roots) or not len(others):
+        return np.zeros((0, 2), dtype=np.int64)
+    session = spans["session_id"].to_numpy(dtype=object)
+
+    def side(rows: np.ndarray, name: str) -> pd.DataFrame:
+        return pd.DataFrame({name: rows, "session": session[rows], "input": tokens[rows, 0],
+                             "output": tokens[rows, 1]})
+
+    joined = side(roots, "inner").merge(side(others, "outer"), on=["session", "input", "output"])
+    inner, outer = joined["inner"].to_numpy(dtype=np.int64), joined["outer"].to_numpy(dtype=np.int64)
+    start = spans["start_ns"].to_numpy(dtype=np.int64)
+    end = spans["end_ns"].to_numpy(dtype=np.int64)
+    held = (start[outer] <= start[inner]) & (end[inner] <= end[outer])
+    return np.column_stack([inner[held], outer[held]])
 
 
 def _one_to_one(pairs: np.ndarray) -> np.ndarray:

@@ -27,6 +27,9 @@ KWH_PER_J = 1.0 / 3.6e6
 COST_COLUMNS = ("api_cost_usd", "gpu_cost_usd", "energy_cost_usd", "total_cost_usd")
 #: Columns that have a `self_` twin (what the step received itself, children excluded).
 INCLUSIVE_COLUMNS = ("wall_s", *QUANTITIES, *TOKEN_COLUMNS, *COST_COLUMNS, "co2_g", "unpriced_calls")
+#: Other dialects' names for the tool a tool span ran, in order (docs/dialects.md#the-operation-of-a-span):
+#: OpenInference's, a tool call's function, Traceloop's entity.
+TOOL_NAME_ALIASES = ("tool.name", "tool_call.function.name", "traceloop.entity.name")
 
 
 @dataclass
@@ -209,13 +212,7 @@ def build_ledger(
 def _identity_columns(steps: pd.DataFrame, run: Run) -> dict[str, Any]:
     """The columns that name each step, with the `unattributed` row last."""
     attributes = steps["attributes"].to_numpy(dtype=object)
-    tool_name = _attribute_values(attributes, "gen_ai.tool.name")
-    named = np.fromiter(map(bool, tool_name), dtype=bool, count=len(tool_name))
-    tool_name[~named] = None
-    # A tool span without the attribute is named `execute_tool <name>`.
-    from_name = np.flatnonzero(~named & (steps["kind"].to_numpy(dtype=object) == "execute_tool"))
-    names = steps["name"].to_numpy(dtype=object)[from_name].tolist()
-    tool_name[from_name] = _objects([n.split(" ", 1)[1] if " " in n else None for n in names])
+    tool_name = _tool_names(attributes, steps["kind"].to_numpy(dtype=object), steps["name"].to_numpy(dtype=object))
     window_start = int(steps["start_ns"].min()) if len(steps) else 0
     window_end = int(steps["end_ns"].max()) if len(steps) else 0
     if len(run.samples):
@@ -240,6 +237,22 @@ def _identity_columns(steps: pd.DataFrame, run: Run) -> dict[str, Any]:
     duplicate_of[pd.isna(duplicate_of)] = None  # the session rows the tree added
     ident["duplicate_of"] = _object_column(np.append(duplicate_of, None))
     return ident
+
+
+def _tool_names(attributes: np.ndarray, kinds: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """The tool each span ran: `gen_ai.tool.name`, else on a tool span another dialect's name for it
+    (`TOOL_NAME_ALIASES`), else what its span name says after `execute_tool `; None where none does."""
+    tool_name = _attribute_values(attributes, "gen_ai.tool.name")
+    named = np.fromiter(map(bool, tool_name), dtype=bool, count=len(tool_name))
+    tool_name[~named] = None
+    unnamed_tools = np.flatnonzero(~named & (kinds == "execute_tool"))
+    for index in unnamed_tools.tolist():  # only tool spans that lack the GenAI name: few, even in big traces
+        found = (attributes[index] or {}).get
+        name = next((found(key) for key in TOOL_NAME_ALIASES if found(key)), None)
+        if name is None and " " in names[index]:
+            name = names[index].split(" ", 1)[1]
+        tool_name[index] = name
+    return tool_name
 
 
 def _attribute_values(attributes: np.ndarray, key: str) -> np.ndarray:

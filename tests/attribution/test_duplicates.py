@@ -129,6 +129,31 @@ def test_pydantic_ai_with_the_openai_instrumentor_bills_the_span_that_knows_the_
                                                          for c in GPT_CALLS], "openai")
 
 
+def _langchain_shape(top_window: tuple[float, float]) -> list[dict[str, Any]]:
+    """OpenInference's LangChain spans are never made current, so the OpenAI instrumentor's span of
+    each call starts a trace of its own: a root of the session, beside the deeper description."""
+    spans = [agent_span(2 * len(GPT_CALLS) + 1)]
+    for i, call in enumerate(GPT_CALLS):
+        t = 1 + 2 * i
+        deeper = pydantic_ai_chat(span_id(1, i), AGENT, call, start=t, end=t + 1, trace=trace_id(0), **RUN)
+        spans.append({**deeper, "name": "ChatOpenAI"})  # OpenInference names it after the LangChain class
+        spans.append(openai_v2(span_id(2, i), None, call, start=t + top_window[0], end=t + top_window[1],
+                               trace=trace_id(i + 1), **RUN))
+    return spans
+
+
+def test_a_call_at_the_top_of_the_session_inside_a_deeper_description_counts_once(tmp_path: Path) -> None:
+    ledger = ledger_of(tmp_path, _langchain_shape((0.01, 0.99)))
+    assert_billed_once(ledger, GPT_CALLS, "openai", kept=1, dropped=2)
+    assert ledger.totals["sessions"] == 1
+
+
+def test_a_call_at_the_top_of_the_session_outside_every_other_call_is_billed(tmp_path: Path) -> None:
+    ledger = ledger_of(tmp_path, _langchain_shape((1.05, 1.5)))  # after the deeper call ended
+    assert ledger.totals["model_calls"] == 2 * len(GPT_CALLS)
+    assert ledger.checks.get("duplicate_calls", 0) == 0
+
+
 def test_the_report_says_how_many_calls_were_described_twice(tmp_path: Path) -> None:
     ledger = ledger_of(tmp_path, loop(CLAUDE_CALLS, openllmetry_anthropic, anthropic_sdk, nested=False,
                                       in_agent=True))

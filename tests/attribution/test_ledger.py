@@ -21,6 +21,12 @@ STEPS = [
          attributes={"gen_ai.tool.name": "read_file"}),
     span("bare", "agent", start=3, end=4, kind="execute_tool", name="execute_tool"),
     span("empty", "agent", start=4, end=5, kind="step", attributes={"gen_ai.tool.name": ""}),
+    # Other dialects name the tool in attributes of their own, and name the span after the tool.
+    span("openinference", "agent", start=4, end=5, kind="execute_tool", name="get_weather",
+         attributes={"tool.name": "get_weather", "openinference.span.kind": "TOOL"}),
+    span("traceloop", "agent", start=4, end=5, kind="execute_tool", name="lookup.tool",
+         attributes={"traceloop.entity.name": "lookup", "traceloop.span.kind": "tool"}),
+    span("not-a-tool", "agent", start=4, end=5, kind="step", attributes={"tool.name": "get_weather"}),
     span("failed", "agent", start=5, end=6, status="error", attributes={"error.type": "TimeoutError"}),
     chat("stand-in", "agent", start=6, end=7, attributes={semconv.STAND_IN_MODEL: True}),
     chat("real", "agent", start=7, end=8),
@@ -34,8 +40,10 @@ def test_tool_names_error_types_and_stand_in_calls(no_mapping: list[str]) -> Non
     pairs = zip(run.spans["span_id"], run.spans["attributes"], strict=True)
     run.spans["attributes"] = [None if span_id in no_mapping else attrs for span_id, attrs in pairs]
     ledger = attribute(run)
-    tools = {s: row(ledger, s)["tool_name"] for s in ("search", "named", "bare", "empty", "agent")}
-    assert tools == {"search": "web_search", "named": "read_file", "bare": None, "empty": None, "agent": None}
+    names = ("search", "named", "bare", "empty", "agent", "openinference", "traceloop", "not-a-tool")
+    tools = {s: row(ledger, s)["tool_name"] for s in names}
+    assert tools == {"search": "web_search", "named": "read_file", "bare": None, "empty": None, "agent": None,
+                     "openinference": "get_weather", "traceloop": "lookup", "not-a-tool": None}
     assert row(ledger, "failed")["error_type"] == "TimeoutError"
     assert row(ledger, "search")["error_type"] is None
     assert ledger.checks["stand_in_calls"] == 1
