@@ -87,7 +87,7 @@ def _splice_constant_runs(names: list[str], columns: list[list[Any] | bytes],
     every row. Each run of adjacent such columns (a third of them null where there are no GPU
     samples, others a constant source or a count that stayed 0) becomes its first column alone,
     whose value is the whole run's JSON, `null,"next":0.0,...`, spliced in raw. The text is the
-    same; a row encodes one field per run, not one per column (every field in every row took 1.20x
+    same; a row encodes one field per run, not one per column (every field in every row took 1.29x
     the CPU time to write the report of 300k spans: `benchmarks/techniques.py`)."""
     fields: list[str] = []
     kept: list[list[Any]] = []

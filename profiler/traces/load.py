@@ -144,7 +144,7 @@ def read_trace_file(path: Path, warnings: list[str],
     """
     # Reading makes millions of containers, none in a cycle, and every collection they set off walks
     # all that is still alive, so the cyclic collector is paused (reference counting still frees):
-    # with it running, reading 300k spans took 1.11x the CPU time (`benchmarks/techniques.py`).
+    # with it running, reading 300k spans took 1.13x the CPU time (`benchmarks/techniques.py`).
     collecting = gc.isenabled()
     gc.disable()
     try:

@@ -2,7 +2,7 @@
 
 OTLP JSON and W3C trace context write a span id as 16 lowercase hex digits. Such ids are read
 here, a column at a time, into `uint64`s, which numpy sorts and searches without hashing a Python
-string per row: the duplicate check at load takes 1/2.2 of the time of pandas' hash table of the
+string per row: the duplicate check at load takes 1/2.5 of the time of pandas' hash table of the
 strings (`benchmarks/techniques.py`). An id in any other form (Jaeger's, an upper-case one, a
 test's `"a"`) gives None, and callers compare the ids as text as before.
 """

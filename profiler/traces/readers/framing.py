@@ -34,7 +34,7 @@ _loads = json.loads
 #: The first bytes of the lines that may start a value in column 0 (a line is never empty).
 _OPENERS = frozenset(b"{[")
 #: Bytes read from the file at a time. A JSON Lines trace's lines run to hundreds of kB; cutting
-#: them out of io's default 8 kB reads took 3.7x the CPU time (`benchmarks/techniques.py`).
+#: them out of io's default 8 kB reads took 3.6x the CPU time (`benchmarks/techniques.py`).
 _READ_BUFFER_BYTES = 1 << 20
 #: After a CR that no LF follows: where such a file's lines end.
 _LONE_CR = re.compile(rb"(?<=\r)(?!\n)")
