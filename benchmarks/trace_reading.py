@@ -11,8 +11,8 @@ Then times, each in a fresh subprocess so that peak memory is its own:
     (d) render  : the JSON report written to a file, as `sessionprof report FILE --format json -o R`
                   writes it (`reports.render_encoded`, a chunk of steps at a time)
 
-(b)-(d) run one after another in one process, with numpy's huge-page advice off as the command
-turns it off (`profiler/cli/huge_pages.py`; `--numpy-huge-pages` keeps it on, to compare); their peak
+(b)-(d) run one after another in one process, with numpy's huge-page advice as numpy sets it
+(`--no-numpy-huge-pages` turns it off through NUMPY_MADVISE_HUGEPAGE=0, to compare); their peak
 memory (ru_maxrss) is the peak up to the end of that stage. CPU time is shown whole and split into
 user and kernel time, with the page faults behind most of the kernel's share: what a fault costs
 (and what the report's writes into the page cache cost) depends on the machine more than on the
@@ -173,16 +173,12 @@ def _stage_parse(path: Path) -> dict:
     return {"parse": {**_figures(start, cpu), "lines": count}}
 
 
-def _stage_pipeline(path: Path, profile: str | None, huge_pages: bool) -> dict:
+def _stage_pipeline(path: Path, profile: str | None) -> dict:
     import cProfile
     import pstats
 
     import profiler
-    from profiler.cli.huge_pages import skip_numpy_huge_page_advice
     from reports import render_encoded
-
-    if not huge_pages:
-        skip_numpy_huge_page_advice()  # as the `sessionprof` command does for its own process
 
     results: dict = {"baseline_rss": _maxrss_bytes()}
     state: dict = {}
@@ -219,13 +215,14 @@ def _stage_pipeline(path: Path, profile: str | None, huge_pages: bool) -> dict:
     return results
 
 
-def _child(stage: str, path: Path, profile: str | None, huge_pages: bool = False) -> dict:
+def _child(stage: str, path: Path, profile: str | None, huge_pages: bool = True) -> dict:
     command = [sys.executable, __file__, "--child", stage, "--file", str(path)]
     if profile:
         command += ["--profile", profile]
-    if huge_pages:
-        command.append("--numpy-huge-pages")
-    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=False)
+    env = dict(os.environ)
+    if not huge_pages:
+        env["NUMPY_MADVISE_HUGEPAGE"] = "0"  # read by numpy when it is imported
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         raise SystemExit(f"stage {stage} failed with exit code {done.returncode}")
@@ -242,17 +239,13 @@ def main() -> None:
     parser.add_argument("--file", type=Path, help="use (or, with --spans, keep) this trace file")
     parser.add_argument("--profile", choices=("load", "attribute", "render"), help="cProfile one stage")
     parser.add_argument("--repeat", type=int, default=1, help="run each stage N times, keep the fastest")
-    parser.add_argument("--numpy-huge-pages", action="store_true",
-                        help="keep numpy's huge-page advice on (the library's default; the command "
-                             "turns it off)")
+    parser.add_argument("--no-numpy-huge-pages", dest="numpy_huge_pages", action="store_false",
+                        help="turn numpy's huge-page advice off in the pipeline (NUMPY_MADVISE_HUGEPAGE=0)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        if args.child == "parse":
-            result = _stage_parse(args.file)
-        else:
-            result = _stage_pipeline(args.file, args.profile, args.numpy_huge_pages)
+        result = _stage_parse(args.file) if args.child == "parse" else _stage_pipeline(args.file, args.profile)
         print(json.dumps(result))
         return
 

@@ -154,7 +154,8 @@ def _fallback_tracer() -> trace.Tracer | None:
             _global_tracer = recorder.tracer
             return _global_tracer
     # Fast path for the common case: no global provider was ever set (checked without building the
-    # proxy provider and an ABC isinstance on every decorated call).
+    # proxy provider and an ABC isinstance on every decorated call, which cost 0.8 us a call:
+    # `benchmarks/techniques.py`). A later OTel without the attribute takes the general path.
     if getattr(trace, "_TRACER_PROVIDER", False) is None and not _env_provider:
         return None
     provider = trace.get_tracer_provider()

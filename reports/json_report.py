@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from profiler.attribution.ledger import Ledger, _json_tree, _json_value
-from profiler.gc_pause import gc_paused
 
 _CHUNK = 20_000  # rows made into Python values at a time: each column's cost is paid once a chunk
 _PIECE = 128  # rows encoded into one piece (about 200 kB), not a chunk's 30 MB held as bytes, text and output
@@ -59,11 +58,10 @@ def json_byte_parts(ledger: Ledger, *, by: str = "step", top: int | None = None)
         yield (before + "[]" + after + "\n").encode()
         return
     yield (before + "[\n    ").encode()
-    with gc_paused():
-        for count, chunk in enumerate(_step_chunks(steps)):
-            if count:
-                yield b",\n    "
-            yield chunk
+    for count, chunk in enumerate(_step_chunks(steps)):
+        if count:
+            yield b",\n    "
+        yield chunk
     yield ("\n  ]" + after + "\n").encode()
 
 
@@ -89,7 +87,8 @@ def _splice_constant_runs(names: list[str], columns: list[list[Any] | bytes],
     every row. Each run of adjacent such columns (a third of them null where there are no GPU
     samples, others a constant source or a count that stayed 0) becomes its first column alone,
     whose value is the whole run's JSON, `null,"next":0.0,...`, spliced in raw. The text is the
-    same; a row encodes one field per run, not one per column."""
+    same; a row encodes one field per run, not one per column (every field in every row took 1.29x
+    the CPU time to write the report of 300k spans: `benchmarks/techniques.py`)."""
     fields: list[str] = []
     kept: list[list[Any]] = []
     run: list[bytes] = []  # the JSON of the constant run being gathered, its first column's value first

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from profiler.cli import comparing, reporting, running
-from profiler.cli.huge_pages import skip_numpy_huge_page_advice
 from profiler.cli.output import debug
 
 app = typer.Typer(
@@ -35,7 +34,6 @@ def _main(debug_flag: Annotated[bool, typer.Option("--debug", help="Show traceba
     handler = logging.StreamHandler()
     handler.setFormatter(_Prefixed())
     logging.basicConfig(level=logging.DEBUG if debug_flag else logging.WARNING, handlers=[handler])
-    skip_numpy_huge_page_advice()  # see profiler/cli/huge_pages.py: big reads fault in memory faster
 
 
 def gpus() -> None:

@@ -2,20 +2,17 @@
 
 OTLP JSON and W3C trace context write a span id as 16 lowercase hex digits. Such ids are read
 here, a column at a time, into `uint64`s, which numpy sorts and searches without hashing a Python
-string per row: at a million spans the duplicate check at load takes half the time it took with
-pandas' hash table of the strings. An id in any other form (Jaeger's, an upper-case one, a test's
-`"a"`) gives None, and callers compare the ids as text as before.
+string per row: the duplicate check at load takes 1/2.5 of the time of pandas' hash table of the
+strings (`benchmarks/techniques.py`). An id in any other form (Jaeger's, an upper-case one, a
+test's `"a"`) gives None, and callers compare the ids as text as before.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_DIGITS = b"0123456789abcdef"
-_NIBBLE = np.full(256, 255, dtype=np.uint8)  # a byte's value as a hex digit; 255: not a digit
-_NIBBLE[np.frombuffer(_DIGITS, dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
 _WIDTH = 16
-_SEPARATOR = ord(",")
+_ALLOWED = b"0123456789abcdef "  # the digits, and the separator: a space, which bytes.fromhex skips
 
 
 def hex_span_ids(ids: np.ndarray) -> np.ndarray | None:
@@ -25,20 +22,18 @@ def hex_span_ids(ids: np.ndarray) -> np.ndarray | None:
     if not n:
         return np.zeros(0, dtype=np.uint64)
     try:
-        text = ",".join(ids).encode("ascii")  # TypeError: a value that is not a str (None)
+        text = " ".join(ids)  # TypeError: a value that is not a str (None)
+        encoded = text.encode("ascii")
     except (TypeError, UnicodeEncodeError):
         return None
-    if len(text) != (_WIDTH + 1) * n - 1:
+    if len(encoded) != (_WIDTH + 1) * n - 1 or encoded.translate(None, _ALLOWED):
+        return None  # not n ids of 16 characters, or a character that is no lowercase hex digit
+    # One row per id: its 16 digits, then the separator, which must fall in the last column and
+    # nowhere else (bytes.fromhex would skip a space inside an id, too).
+    grid = np.frombuffer(encoded + b" ", dtype=np.uint8).reshape(n, _WIDTH + 1)
+    if (grid[:, _WIDTH] != ord(" ")).any() or encoded.count(b" ") != n - 1:
         return None
-    # One row per id: its 16 digits, then the separator, which must fall in the last column.
-    grid = np.frombuffer(text + b",", dtype=np.uint8).reshape(n, _WIDTH + 1)
-    if (grid[:, _WIDTH] != _SEPARATOR).any():
-        return None
-    nibbles = _NIBBLE[grid[:, :_WIDTH]]
-    if (nibbles == 255).any():
-        return None
-    octets = (nibbles[:, 0::2] << 4) | nibbles[:, 1::2]  # (n, 8): the id's bytes, most significant first
-    return np.ascontiguousarray(octets).view(">u8").ravel().astype(np.uint64)
+    return np.frombuffer(bytes.fromhex(text), dtype=">u8").astype(np.uint64)
 
 
 def all_distinct(numbers: np.ndarray) -> bool:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -169,6 +170,29 @@ def test_a_span_recorded_twice_is_kept_once(tmp_path: Path) -> None:
     first = otlp_span("00000000000000aa", start=0, end=2)
     path = write_spans(tmp_path, otlp_document([first]), otlp_document([first]))
     assert len(load(path).spans) == 1
+
+
+def test_the_cyclic_collector_is_paused_while_a_file_is_read(tmp_path: Path) -> None:
+    path = write_spans(tmp_path, otlp_document([otlp_span("00000000000000aa", start=0, end=2)]))
+    collecting_during = []
+    load(path, progress=lambda done, total: collecting_during.append(gc.isenabled()))
+    assert collecting_during and not any(collecting_during)
+    assert gc.isenabled()
+
+
+def test_the_collector_is_left_as_it_was_after_a_failed_read_or_a_caller_s_own_pause(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n")
+    with pytest.raises(TraceFormatError):
+        load(broken)
+    assert gc.isenabled()
+    good = write_spans(tmp_path, otlp_document([otlp_span("00000000000000aa", start=0, end=2)]))
+    gc.disable()
+    try:
+        load(good)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_a_cut_short_last_line_of_spans_is_skipped_with_a_warning(tmp_path: Path) -> None:

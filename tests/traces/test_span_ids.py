@@ -33,7 +33,10 @@ def test_hex_ids_become_the_numbers_they_spell() -> None:
     ["00f067aa0ba902b"],                           # 15 digits
     ["00f067aa0ba902b7a"],                         # 17 digits
     ["00f067aa0ba902b", "00f067aa0ba902b7a"],      # 15 + 17: the right total, in the wrong places
-    ["00f067aa,ba902b7"],                          # the separator inside an id
+    ["00f067aa,ba902b7"],                          # a comma inside an id
+    ["00f067aa ba902b7"],                          # a space inside an id: bytes.fromhex would skip it
+    ["00f067aa ba902b7", "0123456789abcdef"],
+    ["00f067aa\tba902b7"],                         # other whitespace
     ["00f067aa0ba902bg"],                          # not a hex digit
     ["00f067aa0ba902bé"],                          # not ASCII
     ["00f067aa0ba902b7", None],                    # no id

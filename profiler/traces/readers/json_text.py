@@ -14,6 +14,8 @@ _decoder = json.JSONDecoder()
 #: A JSON Lines value's start up to its first key (`{"resourceSpans":`): met again inside one line,
 #: it marks where a whole value follows a line cut short mid-write.
 FIRST_KEY = re.compile(rb'\s*[{\[]\s*"[^"\\\r\n]{1,64}"\s*:')
+#: Backslashes at the end of a text, and the start of a `\uXXXX` escape after them, if any.
+_OPEN_ESCAPE = re.compile(r"(\\+)(u[0-9a-fA-F]{0,3})?$")
 
 
 def after_cut_short(line: str, last_whole: bytes) -> list[Any] | None:
@@ -58,12 +60,12 @@ def cut_short(before: str, line: str) -> bool:
 
 def content_end(text: str) -> int:
     """Where a decoder fails at the latest on `text` that was cut short: the end of what is on its
-    lines (at the backslash, where it was cut after the backslash of an escape)."""
+    lines, or the backslash of an escape it was cut inside (`\\`, `\\u20`)."""
     content = text.rstrip()
-    end = len(content)
-    if (end - len(content.rstrip("\\"))) % 2:
-        end -= 1
-    return end
+    escape = _OPEN_ESCAPE.search(content)
+    if escape is not None and len(escape.group(1)) % 2:  # an odd run: its last backslash escapes
+        return escape.start() + len(escape.group(1)) - 1
+    return len(content)
 
 
 class Failure(NamedTuple):
