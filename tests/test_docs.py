@@ -20,11 +20,10 @@ CITATION = re.compile(r"(?:\bdocs/|(?<=\]\())([a-z][a-z0-9-]*\.md)(?:#([\w-]+))?
 
 
 def _tracked(*suffixes: str) -> list[Path]:
-    """The repository's tracked and new files with these suffixes (the root README.md left to its
-    own rewrite: it is the front door, not a room)."""
+    """The repository's tracked and new files with these suffixes."""
     listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split()
-    return [ROOT / name for name in listed if name.endswith(suffixes) and name != "README.md"]
+    return [ROOT / name for name in listed if name.endswith(suffixes)]
 
 
 def _slug(heading: str) -> str:
