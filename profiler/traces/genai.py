@@ -280,14 +280,6 @@ def normalise_provider(value: Any) -> str | None:
     return _PROVIDER_ALIASES.get(value, value) or None
 
 
-def session_of(attrs: Mapping[str, Any], resource: Mapping[str, Any], trace_id: str) -> str:
-    """Return the session (conversation) a span belongs to, falling back to its trace."""
-    value = first(attrs, SESSION_KEYS)
-    if value is None:
-        value = first(resource, SESSION_KEYS)
-    return str(value) if value is not None else trace_id
-
-
 def reported_cost_of(attrs: Mapping[str, Any]) -> float:
     """Return a USD cost that the producer recorded, or NaN."""
     return count_of(first(attrs, _COST))

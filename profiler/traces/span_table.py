@@ -93,7 +93,7 @@ class SpanBatch(NamedTuple):
 def span_columns(batch: SpanBatch) -> dict[str, list[Any]]:
     """Turn decoded spans into the columns of `Run.spans` (all but `bills_usage`), a list each.
 
-    Same answers as `operation_of`, `usage_of`, `model_of`, `provider_of`, `session_of` and
+    Same answers as `operation_of`, `usage_of`, `model_of`, `provider_of`, the session rule and
     `reported_cost_of`, but a batch at a time (see `span_arrays`).
     """
     return {column: values.tolist() if isinstance(values, np.ndarray) else values

@@ -16,6 +16,7 @@ from profiler.model import SPAN_COLUMNS
 from profiler.traces import genai
 from profiler.traces.span_table import span_row
 from tests.builders import chat, span, spans_frame
+from tests.traces.session_oracle import session_of
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 
@@ -268,7 +269,7 @@ def test_every_session_alias_is_read_in_order(rank: int, key: str) -> None:
     if rank:
         attrs = {key: "later", SESSION[rank - 1]: "earlier"}
         assert row_of(attrs)["session_id"] == "earlier"
-        assert genai.session_of(attrs, {}, TRACE) == "earlier"
+        assert session_of(attrs, {}, TRACE) == "earlier"
 
 
 def test_the_session_falls_back_to_the_resource_then_the_trace() -> None:

@@ -20,6 +20,7 @@ from profiler.pricing.api import ApiPricer
 from profiler.traces import genai
 from profiler.traces.readers import otlp, otlp_typed
 from profiler.traces.span_table import SpanBatch, SpanRecord, span_columns, span_row
+from tests.traces.session_oracle import session_of
 
 _KEYS = sorted(genai.ALIAS_RANK) + ["gen_ai.operation.name", "server.address", "other.key"]
 _VALUES = st.one_of(st.none(), st.just(""), st.just("unknown"), st.just(" gpt-4o "), st.just("openai"),
@@ -43,7 +44,7 @@ def test_span_row_agrees_with_the_one_concept_functions(
     assert row["provider"] == genai.provider_of(attrs)
     assert row["kind"] == genai.operation_of(attrs, "chat x")
     assert row["remote"] == genai.is_remote(row["kind"], row["provider"], attrs)
-    assert row["session_id"] == genai.session_of(attrs, resource, "t" * 32)
+    assert row["session_id"] == session_of(attrs, resource, "t" * 32)
     cost = genai.reported_cost_of(attrs)
     assert (math.isnan(cost) and math.isnan(row["reported_cost_usd"])) or row["reported_cost_usd"] == cost
     assert row["end_ns"] == 5
