@@ -42,6 +42,13 @@ Output = Annotated[Path | None, typer.Option("--output", "-o", help="Write the r
 Policy = Annotated[SharePolicy, typer.Option(  # type: ignore[valid-type]
     "--policy", help="How concurrent steps share a GPU: equal | tokens | memory (by the GPU memory each "
     "step's process holds).")]
+# What a recording takes: `run` and `serve`.
+RunDir = Annotated[Path | None, typer.Option("--run-dir", help="The run's directory (default: a new one under "
+                                             "./.sessionprof/runs).")]
+Gpu = Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")]
+Interval = Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")]
+NoReport = Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")]
+NoHtml = Annotated[bool, typer.Option("--no-html", help="Do not write report.html into the run directory.")]
 Config = Annotated[Path | None, typer.Option("--config", help="Config file (default ./sessionprof.toml).",
                                               rich_help_panel="Prices")]
 Sessions = Annotated[list[str] | None, typer.Option("--session", help="Only this session (id or unique prefix; "

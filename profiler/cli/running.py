@@ -9,7 +9,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from profiler.cli.options import By, Format, Output, Policy, PriceFlags, Top, Weight, price_options
+from profiler.cli.options import (
+    By,
+    Format,
+    Gpu,
+    Interval,
+    NoHtml,
+    NoReport,
+    Output,
+    Policy,
+    PriceFlags,
+    RunDir,
+    Top,
+    Weight,
+    price_options,
+)
 from profiler.cli.output import emit, user_errors
 from profiler.errors import ProfilerError
 
@@ -37,10 +51,9 @@ def _instrument_selection(value: str) -> str:
 @price_options
 def run(
     ctx: typer.Context,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="The run's directory (default: a new one "
-                                                    "under ./.sessionprof/runs).")] = None,
-    gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
-    interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    run_dir: RunDir = None,
+    gpu: Gpu = "auto",
+    interval_s: Interval = 0.1,
     instrument: Annotated[str, typer.Option("--instrument", callback=_instrument_selection,
                                             help="The installed OpenTelemetry instrumentors a Python CMD turns "
                                                  "on: auto (all), none, or a comma list of names.")] = "auto",
@@ -48,9 +61,8 @@ def run(
     by: By = "step",
     top: Top = None,
     output: Output = None,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")] = False,
-    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html into the run "
-                                          "directory.")] = False,
+    no_report: NoReport = False,
+    no_html: NoHtml = False,
     weight: Weight = "usd",
     policy: Policy = "equal",
     *,
@@ -81,17 +93,15 @@ def serve(
                                       "from the network (a warning says so).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (OTLP/HTTP's 4318 by "
                                       "default; 0: a free one).")] = 4318,
-    run_dir: Annotated[Path | None, typer.Option("--run-dir", help="The run's directory (default: a new one "
-                                                    "under ./.sessionprof/runs).")] = None,
-    gpu: Annotated[str, typer.Option("--gpu", help="auto | nvml | none | replay:<samples.csv>")] = "auto",
-    interval_s: Annotated[float, typer.Option("--interval", help="Seconds between GPU readings.")] = 0.1,
+    run_dir: RunDir = None,
+    gpu: Gpu = "auto",
+    interval_s: Interval = 0.1,
     fmt: Format = "table",
     by: By = "step",
     top: Top = None,
     output: Output = None,
-    no_report: Annotated[bool, typer.Option("--no-report", help="Record only; print no report.")] = False,
-    no_html: Annotated[bool, typer.Option("--no-html", help="Do not write report.html into the run "
-                                          "directory.")] = False,
+    no_report: NoReport = False,
+    no_html: NoHtml = False,
     weight: Weight = "usd",
     policy: Policy = "equal",
     *,
