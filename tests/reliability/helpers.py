@@ -1,10 +1,14 @@
-"""Shared helpers for the reliability tests: reading back what a run directory holds."""
+"""Shared helpers for the reliability tests: reading back what a run directory holds, and small
+file systems mounted for a test."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +48,20 @@ class DiskFillsOnce:
             return real(fd, data)
 
         monkeypatch.setattr(os, "write", write)
+
+
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at `mount_point` with `options` (`size=1m`, `ro,size=64k`) for the test, unmounted
+    after; the test skips where mounting is not allowed."""
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a file system needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

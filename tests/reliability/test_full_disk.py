@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from profiler.gpu.samples_file import SamplesWriter, read_samples
 from profiler.model import SAMPLE_COLUMNS
 from profiler.testing import FakeGpuBackend
 from reports import render
-from tests.reliability.helpers import DiskFillsOnce
+from tests.reliability.helpers import DiskFillsOnce, tmpfs
 
 
 def _lines(path: Path) -> list[str]:
@@ -73,21 +71,6 @@ def test_a_samples_batch_cut_short_by_a_full_disk_is_cut_back(tmp_path: Path,
 
 # --- a real full disk: a 1 MiB tmpfs that fills, then frees ------------------------------------------
 
-@contextlib.contextmanager
-def _tiny_disk(mount_point: Path) -> Iterator[Path]:
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def _fill(path: Path) -> None:
     with contextlib.suppress(OSError), path.open("wb", buffering=0) as stream:
         while True:
@@ -96,7 +79,7 @@ def _fill(path: Path) -> None:
 
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only")
 def test_a_disk_that_fills_and_frees_leaves_a_readable_run_that_counts_its_losses(tmp_path: Path) -> None:
-    with _tiny_disk(tmp_path / "disk") as disk:
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:
         run_dir = disk / "run"
         with profiler.session(run_dir=run_dir, gpu=FakeGpuBackend(), sample_interval_s=0.02) as session:
             with profiler.step("before"):

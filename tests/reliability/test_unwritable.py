@@ -3,7 +3,6 @@ code; the loss is one warning, never an exception."""
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import logging
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ import pytest
 import profiler
 from profiler.testing import FakeGpuBackend
 from tests.cli.helpers import invoke
-from tests.reliability.helpers import raw_spans
+from tests.reliability.helpers import raw_spans, tmpfs
 
 
 @profiler.tool
@@ -74,24 +72,9 @@ def test_nowhere_to_write_records_nothing_and_says_why(tmp_path: Path, monkeypat
     assert not (tmp_path / ".sessionprof").exists()
 
 
-@contextlib.contextmanager
-def _read_only_mount(mount_point: Path) -> Iterator[Path]:
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a file system needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only")
 def test_a_really_read_only_file_system(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with _read_only_mount(tmp_path / "ro") as read_only:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as read_only:
         monkeypatch.chdir(read_only)
         with profiler.session(gpu="none") as session:
             assert work(2) == 3
@@ -105,7 +88,7 @@ def test_a_really_read_only_file_system(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.skipif(not hasattr(os, "geteuid"), reason="POSIX only")
 def test_sessionprof_run_in_a_read_only_directory_is_a_one_line_error(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    with _read_only_mount(tmp_path / "ro") as read_only:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as read_only:
         monkeypatch.chdir(read_only)
         result = invoke("run", "--", sys.executable, "-c", "pass")
         monkeypatch.chdir(tmp_path)
